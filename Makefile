@@ -1,0 +1,42 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO ?= demo
+DEMO_PARTICIPANTS ?= 12
+NPROCS ?= 2
+
+.PHONY: install demo test lint bench slow clean
+
+$(BIN)/hermesflow: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+install: $(BIN)/hermesflow
+
+demo: install
+	rm -rf $(DEMO)/bids $(DEMO)/out
+	$(BIN)/hermesflow simulate $(DEMO)/bids --participants $(DEMO_PARTICIPANTS) --seed 1
+	$(BIN)/hermesflow $(DEMO)/bids $(DEMO)/out participant -w $(DEMO)/work --nprocs $(NPROCS)
+	$(BIN)/hermesflow $(DEMO)/bids $(DEMO)/out group -w $(DEMO)/work --nprocs $(NPROCS)
+	@echo
+	@echo "Demo done. Group tables:  $(DEMO)/out/group/"
+	@ls $(DEMO)/out/group/
+	@echo "Ground truth:             $(DEMO)/bids/derivatives/simulation/"
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install lint
+	$(BIN)/python -m pytest -n $(NPROCS) --dist loadgroup
+
+slow: install
+	$(BIN)/python -m pytest -m slow
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(DEMO) .pytest_cache build *.egg-info

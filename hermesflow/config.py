@@ -1,0 +1,147 @@
+"""One typed configuration for a run, loaded from flags and a TOML file, saved with the outputs.
+
+Sections follow fMRIPrep's ``config`` module: ``execution`` (where things are, which
+participants), ``workflow`` (what is computed per session), ``group`` (the trial's models),
+``containers`` (how fMRIPrep runs) and ``nipype`` (the engine).  A run writes the whole
+configuration to ``OUTPUT_DIR/hermesflow_config.toml``; passing that file back with
+``--config`` reproduces the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+import tomli_w
+
+from hermesflow.errors import ConfigError
+
+CLINICAL_SCORES = ("barthel", "nihss", "nihss_motor", "mrs", "fm_motor")
+ROI_MEASURES = ("effect", "psc")
+
+
+@dataclass
+class ExecutionConfig:
+    bids_dir: str = ""
+    output_dir: str = ""
+    analysis_level: str = "participant"
+    work_dir: str = ""
+    participant_label: list[str] = field(default_factory=list)
+    session_label: list[str] = field(default_factory=list)
+    nprocs: int = 2
+    mem_gb: float = 8.0
+    plugin: str = "MultiProc"
+    verbose: int = 0
+
+
+@dataclass
+class WorkflowConfig:
+    task: str = "passivewrist"
+    preproc: str = "existing"
+    fmriprep_dir: str = ""
+    space: str = "MNI152NLin2009cAsym"
+    atlas: str = "juelich"
+    atlas_threshold: float = 25.0
+    confounds: list[str] = field(
+        default_factory=lambda: [
+            "trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z",
+            "framewise_displacement",
+        ]
+    )
+    hrf_model: str = "glover"
+    high_pass: float = 0.01
+    noise_model: str = "ar1"
+    smoothing_fwhm: float = 0.0
+    contrast: str = "move"
+    active_z: float = 3.1
+
+
+@dataclass
+class GroupConfig:
+    outcomes: list[str] = field(default_factory=list)
+    clinical_scores: list[str] = field(default_factory=lambda: list(CLINICAL_SCORES))
+    time: str = "categorical"
+    covariates: list[str] = field(default_factory=list)
+    random_slope: bool = False
+    reml: bool = True
+    analysis_sets: list[str] = field(default_factory=lambda: ["itt", "as_treated"])
+    n_permutations: int = 0
+    seed: int = 20261125
+    strata: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ContainersConfig:
+    engine: str = "none"
+    fmriprep_image: str = ""
+    fs_license_file: str = ""
+    templateflow_home: str = ""
+
+
+@dataclass
+class NipypeConfig:
+    poll_sleep_duration: float = 0.1
+    crashfile_format: str = "txt"
+    stop_on_first_crash: bool = False
+
+
+@dataclass
+class Config:
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    workflow: WorkflowConfig = field(default_factory=WorkflowConfig)
+    group: GroupConfig = field(default_factory=GroupConfig)
+    containers: ContainersConfig = field(default_factory=ContainersConfig)
+    nipype: NipypeConfig = field(default_factory=NipypeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def update(self, values: dict[str, Any], *, source: str = "options") -> None:
+        """Overwrite fields from a nested ``{section: {key: value}}`` mapping."""
+        for section_name, section_values in values.items():
+            if section_name not in _SECTIONS:
+                raise ConfigError(
+                    f"{source}: unknown section [{section_name}] -- "
+                    f"use one of {', '.join(_SECTIONS)}"
+                )
+            section = getattr(self, section_name)
+            known = {f.name for f in fields(section)}
+            for key, value in section_values.items():
+                if key not in known:
+                    raise ConfigError(
+                        f"{source}: unknown key {key!r} in [{section_name}] -- "
+                        f"use one of {', '.join(sorted(known))}"
+                    )
+                setattr(section, key, value)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(tomli_w.dumps(self.to_dict()))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        path = Path(path)
+        try:
+            values = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found -- check the --config path") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML ({err}) -- fix the syntax") from None
+        config = cls()
+        config.update(values, source=str(path))
+        return config
+
+
+_SECTIONS = tuple(f.name for f in fields(Config))
