@@ -1,0 +1,388 @@
+"""Simulate a whole cell-therapy trial as BIDS, with fMRIPrep derivatives and ground truth.
+
+``simulate_trial(OUT)`` writes
+
+* ``OUT/``: raw BIDS (participants.tsv, sessions.tsv with clinical scores, T1w, lesion masks,
+  passive-wrist BOLD with events and sidecars, ``phenotype/adverse_events.tsv``);
+* ``OUT/derivatives/fmriprep/``: what fMRIPrep would have written (MNI152NLin2009cAsym BOLD,
+  brain mask, confounds with fMRIPrep column names, lesion mask in MNI);
+* ``OUT/derivatives/simulation/``: the ground truth (``truth_roi.tsv``: the amplitude placed in
+  each subject x session x ROI x hemisphere; ``truth_params.tsv``: the true fixed effects).
+
+The truth model, per ROI and hemisphere (ipsilesional maps carry the treatment effect)::
+
+    psc = b0 + g(months) * (time_gain + effect_size * treated) + u_subject + e_session
+
+with ``g(months) = log(months / m0) / log(m_last / m0)`` (0 at the first session, 1 at the
+last).  Coded as the group model codes it (categorical time, first session and control arm as
+reference, ``treated`` as the arm indicator), the true fixed effects are ``Intercept = b0``,
+``arm = 0``, ``time[ses-X] = time_gain * g``, ``arm:time[ses-X] = effect_size * g``.  These
+are exact for the as-treated analysis; the intention-to-treat contrast is diluted by patients
+randomised to cells who were not treated (``treated_fraction``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hermesflow import __version__
+from hermesflow.bids import simimage
+from hermesflow.bids.simimage import MOTION_COLUMNS, BoldSpec
+from hermesflow.derivatives.writing import write_json, write_nifti, write_tsv
+
+TASK = "passivewrist"
+SPACE = "MNI152NLin2009cAsym"
+HEMI_NAMES = {"ipsi": "ipsilesional", "contra": "contralesional"}
+
+# Baseline (first session) levels and the per-unit-of-g changes of the clinical scores:
+# (mean at baseline, change by last session in controls, extra change by last session in treated
+# patients per unit effect size, between-subject s.d., within-subject s.d., min, max, step).
+CLINICAL = {
+    "barthel": (55.0, 20.0, 10.0, 12.0, 5.0, 0, 100, 5),
+    "nihss": (9.0, -3.0, -2.0, 2.5, 1.0, 0, 42, 1),
+    "nihss_motor": (5.0, -1.5, -1.5, 1.2, 0.6, 0, 16, 1),
+    "mrs": (3.2, -0.6, -0.5, 0.6, 0.4, 0, 6, 1),
+    "fm_motor": (45.0, 12.0, 8.0, 12.0, 3.0, 0, 100, 1),
+}
+ADVERSE_EVENTS = (
+    ("headache", False), ("fever", False), ("fatigue", False),
+    ("urinary tract infection", False), ("fall", False),
+    ("pneumonia", True), ("recurrent stroke", True),
+)
+
+
+@dataclass
+class SimulationSpec:
+    """Sizes and effect of a simulated trial (defaults: small enough for the demo)."""
+
+    participants: int = 12
+    sessions: tuple[int, ...] = (1, 6, 24)
+    effect_size: float = 0.5
+    seed: int = 0
+    voxel_size: float = 4.0
+    tr: float = 2.0
+    block_s: float = 20.0
+    n_blocks: int = 6
+    treated_fraction: float = 0.9
+    dropout: float = 0.0
+    # Activation, in percent signal change per unit regressor.
+    ipsi_baseline: float = 0.8
+    contra_baseline: float = 0.6
+    time_gain: float = 0.3
+    subject_sd: float = 0.3
+    session_sd: float = 0.1
+    noise_sd: float = 1.0
+
+    @property
+    def n_volumes(self) -> int:
+        return int(round(2 * self.n_blocks * self.block_s / self.tr))
+
+    @property
+    def onsets(self) -> np.ndarray:
+        return self.block_s + 2 * self.block_s * np.arange(self.n_blocks)
+
+
+def session_label(months: int) -> str:
+    return f"{months:02d}"
+
+
+def time_profile(months, sessions) -> np.ndarray:
+    """g(months): 0 at the first session, 1 at the last, log-spaced in between."""
+    m0, m_last = float(sessions[0]), float(sessions[-1])
+    if m_last == m0:
+        return np.zeros_like(np.asarray(months, float))
+    return np.log(np.asarray(months, float) / m0) / np.log(m_last / m0)
+
+
+def _participants(spec: SimulationSpec, rng) -> pd.DataFrame:
+    n = spec.participants
+    # 2:1 randomisation in permuted blocks of three.
+    arms = np.concatenate([rng.permutation(["msc", "msc", "control"]) for _ in range(-(-n // 3))])
+    arms = arms[:n]
+    treated = np.where(
+        (arms == "msc") & (rng.random(n) < spec.treated_fraction), "yes", "no"
+    )
+    return pd.DataFrame({
+        "participant_id": [f"sub-{i + 1:02d}" for i in range(n)],
+        "arm": arms,
+        "treated": treated,
+        "age": rng.integers(35, 81, n),
+        "sex": rng.choice(["F", "M"], n),
+        "lesion_side": rng.choice(["L", "R"], n),
+    })
+
+
+def true_parameters(spec: SimulationSpec) -> pd.DataFrame:
+    """The fixed effects of ``value ~ arm * time`` (categorical time) for each ROI outcome."""
+    g = time_profile(spec.sessions, spec.sessions)
+    rows = []
+    for roi in ("mi4a", "mi4p"):
+        for hemi, base in (("ipsi", spec.ipsi_baseline), ("contra", spec.contra_baseline)):
+            outcome = f"{roi}_{hemi}_psc"
+            effect = spec.effect_size if hemi == "ipsi" else 0.0
+            rows.append((outcome, "Intercept", base))
+            rows.append((outcome, "arm", 0.0))
+            for months, gk in zip(spec.sessions[1:], g[1:], strict=True):
+                level = f"ses-{session_label(months)}"
+                rows.append((outcome, f"time[{level}]", spec.time_gain * gk))
+                rows.append((outcome, f"arm:time[{level}]", effect * gk))
+    table = pd.DataFrame(rows, columns=["outcome", "term", "true_value"])
+    table["analysis_set"] = "as_treated"
+    return table
+
+
+def _clinical_scores(treated: bool, g: np.ndarray, effect: float, rng) -> dict[str, np.ndarray]:
+    scores = {}
+    for name, (base, change, extra, between, within, low, high, step) in CLINICAL.items():
+        trajectory = base + rng.normal(0, between) + g * (change + effect * extra * treated)
+        values = trajectory + rng.normal(0, within, len(g))
+        scores[name] = np.clip(np.round(values / step) * step, low, high).astype(int)
+    return scores
+
+
+def _events(spec: SimulationSpec) -> pd.DataFrame:
+    return pd.DataFrame({
+        "onset": spec.onsets,
+        "duration": spec.block_s,
+        "trial_type": "move",
+    })
+
+
+def _confounds(series: np.ndarray, brain: np.ndarray, motion: np.ndarray) -> pd.DataFrame:
+    """A confounds table with fMRIPrep's column names (the subset hermesflow produces)."""
+    frame = pd.DataFrame(motion, columns=list(MOTION_COLUMNS))
+    for column in MOTION_COLUMNS:
+        frame[f"{column}_derivative1"] = frame[column].diff()
+        frame[f"{column}_power2"] = frame[column] ** 2
+    frame.insert(0, "global_signal", series[brain].mean(axis=0))
+    frame["framewise_displacement"] = simimage.framewise_displacement(motion)
+    return frame
+
+
+def _dataset_description(name: str, derivative: str | None = None) -> dict:
+    description = {"Name": name, "BIDSVersion": "1.10.0", "License": "CC0"}
+    if derivative is None:
+        description["DatasetType"] = "raw"
+        description["Authors"] = ["hermesflow simulator"]
+    else:
+        description["DatasetType"] = "derivative"
+        description["GeneratedBy"] = [{
+            "Name": derivative,
+            "Version": __version__,
+            "Description": "Simulated by hermesflow; not produced by the named tool.",
+        }]
+    return description
+
+
+def _write_top_level(out: Path, spec: SimulationSpec, participants: pd.DataFrame) -> None:
+    write_json(out / "dataset_description.json", _dataset_description("Simulated MSC stroke trial"))
+    (out / "README").write_text(
+        "Simulated randomised trial of intravenous mesenchymal stem cells after ischaemic "
+        "stroke, written by `hermesflow simulate`.\nGround truth: derivatives/simulation/.\n"
+    )
+    (out / ".bidsignore").write_text("*_label-lesion_roi.nii.gz\n")
+    write_tsv(out / "participants.tsv", participants)
+    write_json(out / "participants.json", {
+        "arm": {"Description": "Randomised arm", "Levels": {
+            "msc": "intravenous mesenchymal stem cells", "control": "standard care"}},
+        "treated": {"Description": "Received the cells (as-treated)", "Levels": {
+            "yes": "received", "no": "not received"}},
+        "age": {"Description": "Age at stroke", "Units": "year"},
+        "sex": {"Description": "Sex", "Levels": {"F": "female", "M": "male"}},
+        "lesion_side": {"Description": "Hemisphere of the ischaemic lesion", "Levels": {
+            "L": "left", "R": "right"}},
+    })
+    write_json(out / f"task-{TASK}_bold.json", {
+        "TaskName": TASK,
+        "RepetitionTime": spec.tr,
+        "TaskDescription": "Passive flexion-extension of the paretic wrist, 20 s move / 20 s rest.",
+    })
+    write_json(out / f"task-{TASK}_events.json", {
+        "trial_type": {"Description": "Block type", "Levels": {"move": "passive wrist movement"}},
+    })
+
+
+def _sessions_sidecar() -> dict:
+    sidecar = {"months": {"Description": "Time since stroke", "Units": "month"}}
+    descriptions = {
+        "barthel": "Barthel index (0-100, higher is better)",
+        "nihss": "NIH stroke scale (0-42, lower is better)",
+        "nihss_motor": "Motor items of the NIHSS (5a, 5b, 6a, 6b; 0-16)",
+        "mrs": "modified Rankin scale (0-6, lower is better)",
+        "fm_motor": "Fugl-Meyer motor score (0-100, higher is better)",
+    }
+    sidecar.update({key: {"Description": text} for key, text in descriptions.items()})
+    return sidecar
+
+
+def simulate_trial(out_dir: str | Path, spec: SimulationSpec | None = None, **options) -> Path:
+    """Write a simulated trial to ``out_dir`` and return it.
+
+    Parameters
+    ----------
+    out_dir : path
+        Created if needed; must not already hold a dataset.
+    spec : SimulationSpec, optional
+        Sizes and effects; keyword ``options`` override its fields.
+
+    Returns
+    -------
+    Path
+        ``out_dir``.  Same spec and seed give the same bytes.
+    """
+    spec = spec or SimulationSpec()
+    for key, value in options.items():
+        setattr(spec, key, value)
+    spec.sessions = tuple(sorted(int(s) for s in spec.sessions))
+    out = Path(out_dir)
+    if (out / "dataset_description.json").exists():
+        raise FileExistsError(f"{out}: already holds a dataset -- choose an empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = np.random.SeedSequence(spec.seed).spawn(spec.participants + 1)
+    trial_rng = np.random.default_rng(seeds[0])
+    participants = _participants(spec, trial_rng)
+    grid = simimage.make_grid(spec.voxel_size)
+    bold_spec = BoldSpec(spec.tr, spec.n_volumes, spec.onsets, spec.block_s, spec.noise_sd)
+    g_all = time_profile(spec.sessions, spec.sessions)
+
+    _write_top_level(out, spec, participants)
+    fmriprep = out / "derivatives" / "fmriprep"
+    write_json(fmriprep / "dataset_description.json",
+               _dataset_description("fMRIPrep (simulated)", "fMRIPrep"))
+    truth_rows, events_rows = [], []
+    for index, subject in enumerate(participants.itertuples(index=False)):
+        rng = np.random.default_rng(seeds[index + 1])
+        sub = subject.participant_id
+        treated = subject.treated == "yes"
+        keep = np.ones(len(spec.sessions), bool)
+        if spec.dropout > 0:
+            # Dropout after the first session: later sessions are lost from that point on.
+            dropped_from = rng.integers(1, len(spec.sessions) + 1)
+            if rng.random() < spec.dropout:
+                keep[dropped_from:] = False
+        lesion = simimage.lesion_mask(grid, subject.lesion_side, rng.uniform(6, 14), rng)
+        head = simimage.rigid_matrix(np.concatenate([rng.normal(0, 4, 3), rng.normal(0, 0.05, 3)]))
+        scores = _clinical_scores(treated, g_all, spec.effect_size, rng)
+        subject_effect = rng.normal(0, spec.subject_sd, (2, 2))  # roi x hemi
+        session_rows = []
+        for k, months in enumerate(spec.sessions):
+            ses = f"ses-{session_label(months)}"
+            if not keep[k]:
+                continue
+            session_rows.append({"session_id": ses, "months": months,
+                                 **{name: int(v[k]) for name, v in scores.items()}})
+            amplitude = np.zeros(grid.shape, np.float32)
+            for r, roi in enumerate(("mi4a", "mi4p")):
+                for h, hemi in enumerate(("ipsi", "contra")):
+                    side = subject.lesion_side if hemi == "ipsi" else (
+                        "R" if subject.lesion_side == "L" else "L")
+                    base = spec.ipsi_baseline if hemi == "ipsi" else spec.contra_baseline
+                    slope = spec.time_gain + (spec.effect_size * treated if hemi == "ipsi" else 0)
+                    value = (base + g_all[k] * slope + subject_effect[r, h]
+                             + rng.normal(0, spec.session_sd))
+                    amplitude[grid.rois[(roi, side)] & grid.brain] = value
+                    truth_rows.append({
+                        "participant_id": sub, "session_id": ses, "months": months,
+                        "roi": roi, "hemi": hemi, "side": side, "true_psc": value,
+                    })
+            _write_session(out, fmriprep, grid, sub, ses, amplitude, lesion, head,
+                           bold_spec, spec, rng)
+        write_tsv(out / sub / f"{sub}_sessions.tsv", pd.DataFrame(session_rows))
+        events_rows += _adverse_events(sub, treated, spec.sessions, keep, rng)
+
+    write_json(out / "sessions.json", _sessions_sidecar())
+    _write_phenotype(out, events_rows)
+    _write_truth(out, spec, truth_rows)
+    return out
+
+
+def _write_session(out, fmriprep, grid, sub, ses, amplitude, lesion, head, bold_spec, spec, rng):
+    prefix = f"{sub}_{ses}"
+    anat, func = out / sub / ses / "anat", out / sub / ses / "func"
+    gain = rng.uniform(0.8, 1.25)
+    motion = simimage.head_motion(spec.n_volumes, rng)
+    series = simimage.simulate_bold(grid, amplitude, motion, gain, bold_spec, rng)
+
+    # Raw data, in the subject's native (scanner) space.
+    t1w = grid.t1w * np.where(lesion, 0.5, 1.0)
+    write_nifti(anat / f"{prefix}_T1w.nii.gz",
+                grid.image(simimage.to_native(t1w, grid.affine, head), np.int16))
+    write_nifti(anat / f"{prefix}_T1w_label-lesion_roi.nii.gz",
+                grid.image(simimage.to_native(lesion.astype(np.float32), grid.affine, head) > 0.5,
+                           np.uint8))
+    raw = simimage.native_bold(series, grid.affine, head, motion)
+    raw_img = grid.image(raw, np.int16)
+    raw_img.header.set_zooms(raw_img.header.get_zooms()[:3] + (spec.tr,))
+    write_nifti(func / f"{prefix}_task-{TASK}_bold.nii.gz", raw_img)
+    write_tsv(func / f"{prefix}_task-{TASK}_events.tsv", _events(spec))
+
+    # What fMRIPrep would write from it.
+    fanat, ffunc = fmriprep / sub / ses / "anat", fmriprep / sub / ses / "func"
+    space = f"space-{SPACE}"
+    write_nifti(fanat / f"{prefix}_{space}_desc-preproc_T1w.nii.gz", grid.image(t1w, np.float32))
+    write_nifti(fanat / f"{prefix}_{space}_desc-brain_mask.nii.gz", grid.image(grid.brain, np.uint8))
+    write_nifti(fanat / f"{prefix}_{space}_label-lesion_roi.nii.gz", grid.image(lesion, np.uint8))
+    bold_img = grid.image(series, np.float32)
+    bold_img.set_data_dtype(np.int16)  # scaled by nibabel; a quarter of float32 once gzipped
+    bold_img.header.set_zooms(bold_img.header.get_zooms()[:3] + (spec.tr,))
+    stem = f"{prefix}_task-{TASK}"
+    write_nifti(ffunc / f"{stem}_{space}_desc-preproc_bold.nii.gz", bold_img)
+    write_json(ffunc / f"{stem}_{space}_desc-preproc_bold.json",
+               {"RepetitionTime": spec.tr, "TaskName": TASK, "SkullStripped": False})
+    write_nifti(ffunc / f"{stem}_{space}_desc-brain_mask.nii.gz", grid.image(grid.brain, np.uint8))
+    write_tsv(ffunc / f"{stem}_desc-confounds_timeseries.tsv",
+              _confounds(series, grid.brain, motion))
+
+
+def _adverse_events(sub, treated, sessions, keep, rng) -> list[dict]:
+    rows = []
+    last = sessions[int(np.flatnonzero(keep)[-1])]
+    for _ in range(rng.poisson(1.8 if treated else 1.3)):
+        event, serious = ADVERSE_EVENTS[rng.integers(len(ADVERSE_EVENTS))]
+        if treated and rng.random() < 0.2:
+            event, serious = "fever", False
+        day = int(rng.integers(1, int(last * 30.4) + 1))
+        rows.append({"participant_id": sub, "day": day, "event": event,
+                     "serious": "yes" if serious else "no"})
+    return rows
+
+
+def _write_phenotype(out: Path, rows: list[dict]) -> None:
+    table = pd.DataFrame(rows, columns=["participant_id", "day", "event", "serious"])
+    write_tsv(out / "phenotype" / "adverse_events.tsv", table)
+    write_json(out / "phenotype" / "adverse_events.json", {
+        "day": {"Description": "Days since randomisation", "Units": "day"},
+        "event": {"Description": "Adverse event (free text)"},
+        "serious": {"Description": "Serious adverse event", "Levels": {"yes": "serious",
+                                                                         "no": "not serious"}},
+    })
+
+
+def _write_truth(out: Path, spec: SimulationSpec, truth_rows: list[dict]) -> None:
+    folder = out / "derivatives" / "simulation"
+    write_json(folder / "dataset_description.json",
+               _dataset_description("hermesflow simulation ground truth", "hermesflow"))
+    write_tsv(folder / "truth_roi.tsv", pd.DataFrame(truth_rows))
+    write_tsv(folder / "truth_params.tsv", true_parameters(spec))
+    spec_dict = asdict(spec)
+    spec_dict["sessions"] = list(spec.sessions)
+    write_json(folder / "simulation.json", spec_dict)
+
+
+def load_truth(bids_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ground-truth ROI table and parameter table of a simulated dataset."""
+    folder = Path(bids_dir) / "derivatives" / "simulation"
+    return (pd.read_csv(folder / "truth_roi.tsv", sep="\t"),
+            pd.read_csv(folder / "truth_params.tsv", sep="\t"))
+
+
+def read_spec(bids_dir: str | Path) -> dict:
+    return json.loads((Path(bids_dir) / "derivatives/simulation/simulation.json").read_text())
+
+
+__all__ = ["SimulationSpec", "simulate_trial", "load_truth", "true_parameters"]

@@ -1,0 +1,87 @@
+"""Command-line parsers: the BIDS-App form and the ``simulate`` helper."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hermesflow import __version__
+
+
+def _labels(value: str) -> list[str]:
+    return [v for v in value.replace(",", " ").split() if v]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hermesflow",
+        description="Task fMRI of MI-4a/4p and longitudinal mixed models of a stroke "
+                    "cell-therapy trial (BIDS App). Other commands: `hermesflow simulate OUT` "
+                    "writes a simulated trial; `hermesflow power` runs a power study.",
+    )
+    parser.add_argument("bids_dir", type=Path, help="the raw BIDS dataset (read only)")
+    parser.add_argument("output_dir", type=Path, help="where the derivatives are written")
+    parser.add_argument("analysis_level", choices=["participant", "group"])
+    parser.add_argument("--version", action="version", version=f"hermesflow {__version__}")
+
+    select = parser.add_argument_group("what to process")
+    select.add_argument("--participant-label", "--participant_label", nargs="+", default=[],
+                        metavar="LABEL", help="subjects (with or without 'sub-')")
+    select.add_argument("--session-label", nargs="+", default=[], metavar="LABEL",
+                        help="sessions (with or without 'ses-')")
+    select.add_argument("--task", help="task label of the passive-wrist runs "
+                        "(default passivewrist)")
+
+    prep = parser.add_argument_group("preprocessing")
+    prep.add_argument("--preproc", choices=["existing", "fmriprep"],
+                      help="source of preprocessed data (default existing)")
+    prep.add_argument("--fmriprep-dir", type=Path,
+                      help="fMRIPrep derivatives (default BIDS_DIR/derivatives/fmriprep)")
+    prep.add_argument("--container", choices=["docker", "podman", "apptainer", "singularity",
+                                              "none"],
+                      help="engine that runs fMRIPrep (with --preproc fmriprep)")
+    prep.add_argument("--fmriprep-image", help="fMRIPrep image (pinned default)")
+    prep.add_argument("--fs-license-file", type=Path, help="FreeSurfer licence file")
+
+    analysis = parser.add_argument_group("analysis")
+    analysis.add_argument("--atlas", help="'juelich' (default) or a path to an atlas image")
+    analysis.add_argument("--atlas-threshold", type=float,
+                          help="probability (percent) above which a voxel is in an ROI (25)")
+    analysis.add_argument("--time", choices=["categorical", "linear", "log"],
+                          help="time coding in the group models (default categorical)")
+    analysis.add_argument("--random-slope", action="store_true", default=None,
+                          help="random slope of time per participant (continuous time)")
+    analysis.add_argument("--covariates", nargs="+", metavar="COLUMN",
+                          help="covariates of the group models (e.g. age baseline)")
+    analysis.add_argument("--n-permutations", type=int,
+                          help="re-randomisations for the randomisation p-values (0: none)")
+
+    run = parser.add_argument_group("execution")
+    run.add_argument("-w", "--work-dir", type=Path, help="Nipype work dir (cache)")
+    run.add_argument("--nprocs", "--nthreads", type=int, help="processes to use")
+    run.add_argument("--mem", "--mem-gb", dest="mem_gb", type=float, help="memory (GB)")
+    run.add_argument("--config", type=Path, help="TOML configuration (flags override it)")
+    run.add_argument("-v", "--verbose", action="count", default=0)
+    return parser
+
+
+def build_simulate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hermesflow simulate",
+        description="Write a simulated trial: raw BIDS, fMRIPrep-layout derivatives and the "
+                    "ground truth (derivatives/simulation).",
+    )
+    parser.add_argument("out", type=Path, help="new folder for the dataset")
+    parser.add_argument("--participants", type=int, default=12)
+    parser.add_argument("--sessions", type=lambda s: [int(v) for v in _labels(s)],
+                        default=[1, 6, 24], help="months since stroke, e.g. 1,6,24")
+    parser.add_argument("--effect-size", type=float, default=0.5,
+                        help="treated-minus-control gain in ipsilesional %%-signal change by "
+                             "the last session (and proportional clinical gains)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--voxel-size", type=float, default=4.0, help="mm (isotropic)")
+    parser.add_argument("--treated-fraction", type=float, default=0.9,
+                        help="share of patients randomised to cells who received them")
+    parser.add_argument("--dropout", type=float, default=0.0,
+                        help="probability that a participant misses the later sessions")
+    return parser

@@ -1,0 +1,78 @@
+"""The top of the graph: participant level (every session) and group level (the models).
+
+Participant level
+    ``sessionsource`` iterates over the ``(subject, session)`` pairs of the run; each pair runs
+    :func:`~hermesflow.workflows.session.init_session_wf` on preprocessed data from the chosen
+    source (an existing fMRIPrep folder, or fMRIPrep run in a container per participant).
+Group level
+    ``sessionsource`` iterates over the session ROI tables found in OUTPUT_DIR; a JoinNode
+    gathers them all into the long table and fits the mixed models.  Sessions that failed at
+    participant level are simply absent, and the group node reports the counts it used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from hermesflow.config import Config
+from hermesflow.interfaces.group import GroupModels
+from hermesflow.workflows.session import init_session_wf
+
+
+def init_participant_wf(*, config: Config, pairs: list[tuple[str, str]],
+                        name: str = "hermesflow_participant_wf") -> pe.Workflow:
+    """Every ``(subject, session)`` in ``pairs``, each in its own cached branch."""
+    workflow = pe.Workflow(name=name)
+    sessionsource = pe.Node(niu.IdentityInterface(fields=["subject", "session"]),
+                            name="sessionsource")
+    sessionsource.iterables = [("subject", [s for s, _ in pairs]),
+                               ("session", [t for _, t in pairs])]
+    sessionsource.synchronize = True
+    session_wf = init_session_wf(config=config)
+    workflow.connect(sessionsource, "subject", session_wf, "inputnode.subject")
+    workflow.connect(sessionsource, "session", session_wf, "inputnode.session")
+
+    if config.workflow.preproc == "fmriprep":
+        # Imported here: the container stack is only needed when fMRIPrep runs.
+        from hermesflow.workflows.fmriprep import init_fmriprep_wf
+
+        subjects = sorted({s for s, _ in pairs})
+        fmriprep_wf = init_fmriprep_wf(config=config, participants=subjects)
+        workflow.connect(fmriprep_wf, "outputnode.fmriprep_dir",
+                         session_wf, "inputnode.fmriprep_dir")
+    else:
+        session_wf.inputs.inputnode.fmriprep_dir = config.workflow.fmriprep_dir
+    return workflow
+
+
+def init_group_wf(*, config: Config, roi_tables: list[str], config_file: str,
+                  name: str = "hermesflow_group_wf") -> pe.Workflow:
+    """Join every session's ROI table and fit the group models in one final node."""
+    workflow = pe.Workflow(name=name)
+    sessionsource = pe.Node(niu.IdentityInterface(fields=["roi_table"]), name="sessionsource")
+    sessionsource.iterables = ("roi_table", sorted(roi_tables))
+    group = pe.JoinNode(
+        GroupModels(bids_dir=config.execution.bids_dir,
+                    output_dir=config.execution.output_dir,
+                    config=config_file, n_expected=len(roi_tables)),
+        joinsource="sessionsource", joinfield=["roi_tables"], name="group_models",
+    )
+    group.overwrite = True
+    workflow.connect(sessionsource, "roi_table", group, "roi_tables")
+    return workflow
+
+
+def init_hermesflow_wf(config: Config, *, pairs: list[tuple[str, str]] | None = None,
+                       roi_tables: list[str] | None = None,
+                       config_file: str | None = None) -> pe.Workflow:
+    """The workflow of ``config.execution.analysis_level``."""
+    if config.execution.analysis_level == "group":
+        workflow = init_group_wf(config=config, roi_tables=roi_tables or [],
+                                 config_file=config_file or "")
+    else:
+        workflow = init_participant_wf(config=config, pairs=pairs or [])
+    workflow.base_dir = str(Path(config.execution.work_dir))
+    return workflow
