@@ -39,6 +39,7 @@ class ExecutionConfig:
     nprocs: int = 2
     mem_gb: float = 8.0
     plugin: str = "MultiProc"
+    skip_bids_validation: bool = False
     verbose: int = 0
 
 

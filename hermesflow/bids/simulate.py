@@ -185,7 +185,9 @@ def _write_top_level(out: Path, spec: SimulationSpec, participants: pd.DataFrame
         "Simulated randomised trial of intravenous mesenchymal stem cells after ischaemic "
         "stroke, written by `hermesflow simulate`.\nGround truth: derivatives/simulation/.\n"
     )
-    (out / ".bidsignore").write_text("*_label-lesion_roi.nii.gz\n")
+    # Lesion masks follow fMRIPrep's convention, which BIDS does not define; adverse events
+    # have several rows per participant, which BIDS phenotype tables do not allow.
+    (out / ".bidsignore").write_text("*_label-lesion_roi.nii.gz\nphenotype/adverse_events.*\n")
     write_tsv(out / "participants.tsv", participants)
     write_json(out / "participants.json", {
         "arm": {"Description": "Randomised arm", "Levels": {

@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-w", "--work-dir", type=Path, help="Nipype work dir (cache)")
     run.add_argument("--nprocs", "--nthreads", type=int, help="processes to use")
     run.add_argument("--mem", "--mem-gb", dest="mem_gb", type=float, help="memory (GB)")
+    run.add_argument("--skip-bids-validation", action="store_true", default=None,
+                     help="do not run bids-validator-deno on the input first")
     run.add_argument("--config", type=Path, help="TOML configuration (flags override it)")
     run.add_argument("-v", "--verbose", action="count", default=0)
     return parser

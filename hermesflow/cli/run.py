@@ -77,7 +77,7 @@ def build_config(args) -> Config:
     overrides = [
         (ex, "participant_label", args.participant_label or None),
         (ex, "session_label", args.session_label or None),
-        (ex, "nprocs", args.nprocs), (ex, "mem_gb", args.mem_gb),
+        (ex, "nprocs", args.nprocs), (ex, "skip_bids_validation", args.skip_bids_validation), (ex, "mem_gb", args.mem_gb),
         (ex, "work_dir", args.work_dir and str(args.work_dir.resolve())),
         (wf, "task", args.task), (wf, "preproc", args.preproc),
         (wf, "fmriprep_dir", args.fmriprep_dir and str(args.fmriprep_dir.resolve())),
@@ -125,6 +125,7 @@ def _bids_app(argv: list[str]) -> int:
 def _prepare_outputs(config: Config) -> Path:
     """dataset_description.json and the config of this run, in OUTPUT_DIR."""
     from hermesflow.derivatives.naming import CONFIG_NAME, write_dataset_description
+    from hermesflow.derivatives.writing import write_text
 
     out = Path(config.execution.output_dir)
     container = None
@@ -135,6 +136,10 @@ def _prepare_outputs(config: Config) -> Path:
     level = config.execution.analysis_level
     config_file = config.save(out / "logs" / f"hermesflow_{level}_config.toml")
     config.save(out / CONFIG_NAME)
+    # Statistical maps follow the BIDS statistical-derivatives proposal (BEP041), which the
+    # schema does not hold yet; everything else must validate.
+    write_text(out / ".bidsignore", "*_statmap.nii.gz\n*_roimeasures.tsv\ngroup/\nlogs/\n"
+               f"{CONFIG_NAME}\n")
     return config_file
 
 
@@ -158,20 +163,25 @@ def _check_sessions(config: Config, pairs: list[tuple[str, str]]) -> tuple[list,
     return good, problems
 
 
-def _run_workflow(workflow, config: Config) -> list[str]:
-    """Run with the configured plugin; return one line per failed node."""
-    from nipype import config as nipype_config
-
-    ex = config.execution
-    crash_dir = Path(ex.output_dir) / "logs"
-    nipype_config.update_config({"execution": {
-        "crashdump_dir": str(crash_dir),
+def _nipype_settings(config: Config) -> dict:
+    """Execution settings for Nipype (its default poll interval alone costs ~2 s per node)."""
+    return {
+        "crashdump_dir": str(Path(config.execution.output_dir) / "logs"),
         "crashfile_format": config.nipype.crashfile_format,
         "poll_sleep_duration": config.nipype.poll_sleep_duration,
         "stop_on_first_crash": config.nipype.stop_on_first_crash,
         "remove_unnecessary_outputs": False,
         "create_report": False,
-    }})
+    }
+
+
+def _run_workflow(workflow, config: Config) -> list[str]:
+    """Run with the configured plugin; return one line per failed node."""
+    ex = config.execution
+    settings = _nipype_settings(config)
+    # A Workflow copies Nipype's global config when it is built: set its own copy.
+    workflow.config["execution"].update(settings)
+    crash_dir = Path(settings["crashdump_dir"])
     before = set(crash_dir.glob("crash-*"))
     plugin_args = {"n_procs": ex.nprocs, "memory_gb": ex.mem_gb, "raise_insufficient": False}
     try:
@@ -199,6 +209,11 @@ def run_participant_level(config: Config) -> int:
     from hermesflow.workflows.base import init_hermesflow_wf
 
     ex = config.execution
+    if not ex.skip_bids_validation:
+        from hermesflow.bids.validate import check_dataset
+
+        warnings = check_dataset(ex.bids_dir)
+        LOGGER.info("BIDS validator: no errors, %d warning(s)", len(warnings))
     pairs = query_sessions(ex.bids_dir, config.workflow.task, ex.participant_label,
                            ex.session_label)
     good, problems = _check_sessions(config, pairs)

@@ -53,6 +53,8 @@ def write_nifti(path: str | Path, img: nib.Nifti1Image) -> Path:
     """Write a NIfTI image; ``.nii.gz`` is compressed without a timestamp (same bytes)."""
     path = Path(path)
     img = nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine, img.header)
+    if img.header.get_xyzt_units()[0] == "unknown":
+        img.header.set_xyzt_units("mm", "sec" if img.ndim == 4 else None)
     raw = img.to_bytes()
     if path.name.endswith(".gz"):
         raw = gzip.compress(raw, compresslevel=4, mtime=0)

@@ -46,8 +46,8 @@ def gather_session(bids_dir: str, fmriprep_dir: str, subject: str, session: str,
 
 
 class _GatherSessionInputSpec(BaseInterfaceInputSpec):
-    bids_dir = Directory(exists=True, mandatory=True)
-    fmriprep_dir = Directory(exists=True, mandatory=True)
+    bids_dir = Directory(mandatory=True)
+    fmriprep_dir = Directory(mandatory=True)
     subject = traits.Str(mandatory=True)
     session = traits.Str(mandatory=True)
     task = traits.Str(mandatory=True)

@@ -112,9 +112,9 @@ def run_group(roi_tables: list[str], bids_dir: str, output_dir: str, config: Con
 
 class _GroupModelsInputSpec(BaseInterfaceInputSpec):
     roi_tables = InputMultiObject(File(exists=True), mandatory=True)
-    bids_dir = Directory(exists=True, mandatory=True)
+    bids_dir = Directory(mandatory=True)
     output_dir = Directory(mandatory=True)
-    config = File(exists=True, mandatory=True, desc="the run's TOML configuration")
+    config = File(mandatory=True, desc="the run's TOML configuration")
     n_expected = traits.Int(desc="sessions expected (for the log)")
 
 

@@ -32,7 +32,9 @@ def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:
     outputnode = pe.Node(niu.IdentityInterface(fields=["roi_table"]), name="outputnode")
 
     gather = pe.Node(GatherSession(bids_dir=execution.bids_dir, task=wf_config.task,
-                                   space=wf_config.space), name="gather")
+                                   space=wf_config.space),
+                     # Cheap, and the main process already holds the pybids index.
+                     name="gather", run_without_submitting=True)
     glm = pe.Node(SessionGLM(
         confound_columns=list(wf_config.confounds), hrf_model=wf_config.hrf_model,
         high_pass=wf_config.high_pass, noise_model=wf_config.noise_model,

@@ -1,0 +1,101 @@
+"""A fast trial simulator at the level of the group long table (no images).
+
+It draws what the group stage sees: per participant x session values of ROI measures or
+clinical scores, from ``value = mean(time) + arm effect(time) + b0_i + b1_i s(t) + noise``,
+where ``s(t)`` is the time since the first session as a share of the whole follow-up.  Used by
+power and calibration studies and by the tests; the image-level simulator lives in
+``hermesflow.bids``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def simulate_roi_trial(
+    n_participants: int = 31,
+    *,
+    allocation: tuple[int, int] = (2, 1),
+    months: Sequence[float] = (1.0, 6.0, 24.0),
+    outcomes: Sequence[str] = ("mi4p_ipsi_effect",),
+    effect: float = 0.0,
+    time_effect: float = 1.0,
+    sd_intercept: float = 1.0,
+    sd_slope: float = 0.0,
+    sd_noise: float = 1.0,
+    missing: float = 0.0,
+    non_adherence: float = 0.0,
+    seed: int | np.random.Generator | None = 0,
+) -> pd.DataFrame:
+    """Simulate one trial's long table.
+
+    Parameters
+    ----------
+    n_participants : int
+        Number randomised.
+    allocation : (int, int)
+        Ratio msc : control; the msc count is ``round(n * a / (a + b))``, assigned at random.
+    months : sequence of float
+        Session times; session ids are ``ses-XX`` with zero-padded months.
+    outcomes : sequence of str
+        Outcome names; each is drawn independently with the same parameters.
+    effect : float
+        Treatment effect on the change from the first to the last session (msc minus control);
+        at an intermediate session it is scaled by ``s(t)``.  The arms do not differ at the
+        first session.
+    time_effect : float
+        Mean change from first to last session in the control arm (scaled by ``s(t)``).
+    sd_intercept, sd_slope, sd_noise : float
+        SDs of the participant intercept, the participant slope on ``s(t)`` (patients
+        recovering at different rates) and the residual.
+    missing : float
+        Probability that a follow-up session is missing (the first session never is).
+    non_adherence : float
+        Probability that an msc participant was not treated (``treated = 'no'``).
+    seed : int or Generator
+        Random seed.
+
+    Returns
+    -------
+    DataFrame
+        The long table in the group stage's contract.
+    """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    months = np.asarray(months, float)
+    s = (months - months[0]) / (months[-1] - months[0])
+    n_msc = int(round(n_participants * allocation[0] / sum(allocation)))
+    arm = np.array(["msc"] * n_msc + ["control"] * (n_participants - n_msc))
+    arm = rng.permutation(arm)
+    is_msc = (arm == "msc").astype(float)
+    treated = np.where((arm == "msc") & (rng.random(n_participants) >= non_adherence),
+                       "yes", "no")
+    ids = [f"sub-{i + 1:02d}" for i in range(n_participants)]
+    participants = pd.DataFrame({
+        "participant_id": ids, "arm": arm, "treated": treated,
+        "age": np.round(rng.normal(62, 10, n_participants), 1),
+        "sex": rng.choice(["F", "M"], n_participants),
+        "lesion_side": rng.choice(["L", "R"], n_participants),
+        "lesion_volume_ml": np.round(rng.lognormal(3, 0.6, n_participants), 1),
+    })
+    present = rng.random((n_participants, len(months))) >= missing
+    present[:, 0] = True
+    frames = []
+    for outcome in outcomes:
+        b0 = rng.normal(0, sd_intercept, n_participants)
+        b1 = rng.normal(0, sd_slope, n_participants)
+        mean = time_effect * s[None, :] + effect * is_msc[:, None] * s[None, :]
+        value = mean + b0[:, None] + b1[:, None] * s[None, :] \
+            + rng.normal(0, sd_noise, (n_participants, len(months)))
+        i, t = np.nonzero(present)
+        frames.append(pd.DataFrame({
+            "participant_id": np.asarray(ids)[i],
+            "session_id": [f"ses-{m:02.0f}" for m in months[t]],
+            "months": months[t], "outcome": outcome, "value": value[i, t],
+        }))
+    long = pd.concat(frames, ignore_index=True).merge(participants, on="participant_id")
+    columns = ["participant_id", "session_id", "months", "arm", "treated", "age", "sex",
+               "lesion_side", "lesion_volume_ml", "outcome", "value"]
+    return long[columns]
