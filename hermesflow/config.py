@@ -85,6 +85,8 @@ class ContainersConfig:
     fmriprep_image: str = ""
     fs_license_file: str = ""
     templateflow_home: str = ""
+    fs_reconall: bool = False
+    fmriprep_args: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -25,16 +25,22 @@ def test_session_wf_doors(tmp_path):
     assert {"gather", "glm", "roi", "sink"} <= set(workflow.list_node_names())
 
 
-def test_participant_wf_iterates_over_pairs(tmp_path):
+def test_participant_wf_iterates_over_each_subjects_sessions(tmp_path):
     pairs = [("01", "01"), ("01", "06"), ("02", "01")]
     workflow = init_participant_wf(config=_config(tmp_path), pairs=pairs)
+    assert workflow.get_node("subjectsource").iterables == ("subject", ["01", "02"])
     source = workflow.get_node("sessionsource")
-    assert source.synchronize
-    assert source.iterables == [("subject", ["01", "01", "02"]), ("session", ["01", "06", "01"])]
+    assert source.itersource == ("subjectsource", "subject")
+    assert source.iterables == [("session", {"01": ["01", "06"], "02": ["01"]})]
     names = {node.fullname for node in workflow._create_flat_graph().nodes}
     stages = ("inputnode", "gather", "glm", "roi", "sink", "outputnode")
-    assert names == {f"hermesflow_participant_wf.{n}" for n in ["sessionsource"]} | {
-        f"hermesflow_participant_wf.session_wf.{n}" for n in stages}
+    assert names == {f"hermesflow_participant_wf.{n}" for n in ["subjectsource", "sessionsource"]
+                     } | {f"hermesflow_participant_wf.session_wf.{n}" for n in stages}
+    expanded = workflow._create_flat_graph()
+    from nipype.pipeline.engine.utils import generate_expanded_graph
+
+    glms = [n for n in generate_expanded_graph(expanded).nodes if n.name == "glm"]
+    assert len(glms) == len(pairs), "one GLM per existing subject x session, no more"
 
 
 def test_group_wf_joins_every_table(tmp_path):

@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="engine that runs fMRIPrep (with --preproc fmriprep)")
     prep.add_argument("--fmriprep-image", help="fMRIPrep image (pinned default)")
     prep.add_argument("--fs-license-file", type=Path, help="FreeSurfer licence file")
+    prep.add_argument("--fs-reconall", action="store_true", default=None,
+                      help="let fMRIPrep run FreeSurfer recon-all (default --fs-no-reconall)")
+    prep.add_argument("--templateflow-home", type=Path,
+                      help="TemplateFlow cache to mount into the container")
+    prep.add_argument("--fmriprep-arg", action="append", dest="fmriprep_args", metavar="WORD",
+                      help="extra word for fMRIPrep's command line (repeatable), "
+                           "e.g. --fmriprep-arg=--dummy-scans --fmriprep-arg=2")
 
     analysis = parser.add_argument_group("analysis")
     analysis.add_argument("--atlas", help="'juelich' (default) or a path to an atlas image")

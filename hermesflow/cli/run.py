@@ -86,14 +86,18 @@ def build_config(args) -> Config:
         (group, "covariates", args.covariates), (group, "n_permutations", args.n_permutations),
         (cont, "engine", args.container), (cont, "fmriprep_image", args.fmriprep_image),
         (cont, "fs_license_file", args.fs_license_file and str(args.fs_license_file.resolve())),
+        (cont, "fs_reconall", args.fs_reconall), (cont, "fmriprep_args", args.fmriprep_args),
+        (cont, "templateflow_home",
+         args.templateflow_home and str(args.templateflow_home.resolve())),
     ]
     for section, key, value in overrides:
         if value is not None:
             setattr(section, key, value)
     if not ex.work_dir:
         ex.work_dir = str(Path(ex.output_dir).parent / "work")
-    if not wf.fmriprep_dir:
+    if not wf.fmriprep_dir and wf.preproc == "existing":
         wf.fmriprep_dir = str(Path(ex.bids_dir) / "derivatives" / "fmriprep")
+    # With --preproc fmriprep and no folder given, fMRIPrep writes OUTPUT_DIR/sourcedata/fmriprep.
     if wf.atlas.lower() != "juelich":
         wf.atlas = str(Path(wf.atlas).resolve())
     return config
@@ -128,10 +132,13 @@ def _prepare_outputs(config: Config) -> Path:
     from hermesflow.derivatives.writing import write_text
 
     out = Path(config.execution.output_dir)
-    container = None
+    upstream = []
     if config.workflow.preproc == "fmriprep":
-        container = {"Type": config.containers.engine, "Tag": config.containers.fmriprep_image}
-    write_dataset_description(out, container=container,
+        from hermesflow.workflows.fmriprep import fmriprep_generated_by
+
+        # Asks the engine for the image digest now; a missing engine or image stops here.
+        upstream.append(fmriprep_generated_by(config))
+    write_dataset_description(out, upstream=upstream,
                               source_datasets=[Path(config.execution.bids_dir).as_uri()])
     level = config.execution.analysis_level
     config_file = config.save(out / "logs" / f"hermesflow_{level}_config.toml")

@@ -65,18 +65,20 @@ def copy_atomic(source: str | Path, target: Path) -> Path:
     return target
 
 
-def write_dataset_description(output_dir: str | Path, container: dict | None = None,
+def write_dataset_description(output_dir: str | Path, upstream: list[dict] | None = None,
                               source_datasets: list[str] | None = None) -> Path:
-    """``dataset_description.json`` of the derivatives, with ``GeneratedBy`` provenance."""
+    """``dataset_description.json`` of the derivatives, with ``GeneratedBy`` provenance.
+
+    ``upstream`` are the ``GeneratedBy`` entries of tools hermesflow ran (fMRIPrep, with its
+    container image and digest); they follow hermesflow's own entry.
+    """
     generated = {"Name": "hermesflow", "Version": __version__,
                  "CodeURL": "https://github.com/hermesflow/hermesflow"}
-    if container:
-        generated["Container"] = container
     description = {
         "Name": "hermesflow outputs",
         "BIDSVersion": "1.10.0",
         "DatasetType": "derivative",
-        "GeneratedBy": [generated],
+        "GeneratedBy": [generated, *(upstream or [])],
     }
     if source_datasets:
         description["SourceDatasets"] = [{"URL": url} for url in source_datasets]

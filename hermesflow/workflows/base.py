@@ -1,9 +1,10 @@
 """The top of the graph: participant level (every session) and group level (the models).
 
 Participant level
-    ``sessionsource`` iterates over the ``(subject, session)`` pairs of the run; each pair runs
-    :func:`~hermesflow.workflows.session.init_session_wf` on preprocessed data from the chosen
-    source (an existing fMRIPrep folder, or fMRIPrep run in a container per participant).
+    ``subjectsource`` iterates over subjects and ``sessionsource`` over each one's sessions;
+    each pair runs :func:`~hermesflow.workflows.session.init_session_wf` on preprocessed data
+    from the chosen source (an existing fMRIPrep folder, or fMRIPrep run in a container once
+    per participant).
 Group level
     ``sessionsource`` iterates over the session ROI tables found in OUTPUT_DIR; a JoinNode
     gathers them all into the long table and fits the mixed models.  Sessions that failed at
@@ -24,25 +25,38 @@ from hermesflow.workflows.session import init_session_wf
 
 def init_participant_wf(*, config: Config, pairs: list[tuple[str, str]],
                         name: str = "hermesflow_participant_wf") -> pe.Workflow:
-    """Every ``(subject, session)`` in ``pairs``, each in its own cached branch."""
+    """Every ``(subject, session)`` in ``pairs``, each in its own cached branch.
+
+    ``subjectsource`` iterates over subjects; ``sessionsource`` iterates over each subject's
+    own sessions (``itersource``), so subjects may have different sessions.  With
+    ``--preproc fmriprep`` one fMRIPrep node per subject sits between the two: a participant
+    whose fMRIPrep fails stops only its own sessions.
+    """
+    sessions: dict[str, list[str]] = {}
+    for subject, session in sorted(pairs):
+        sessions.setdefault(subject, []).append(session)
     workflow = pe.Workflow(name=name)
+    subjectsource = pe.Node(niu.IdentityInterface(fields=["subject"]), name="subjectsource")
+    subjectsource.iterables = ("subject", list(sessions))
     sessionsource = pe.Node(niu.IdentityInterface(fields=["subject", "session"]),
                             name="sessionsource")
-    sessionsource.iterables = [("subject", [s for s, _ in pairs]),
-                               ("session", [t for _, t in pairs])]
-    sessionsource.synchronize = True
+    sessionsource.itersource = ("subjectsource", "subject")
+    sessionsource.iterables = [("session", sessions)]
     session_wf = init_session_wf(config=config)
-    workflow.connect(sessionsource, "subject", session_wf, "inputnode.subject")
-    workflow.connect(sessionsource, "session", session_wf, "inputnode.session")
-
+    workflow.connect([
+        (subjectsource, sessionsource, [("subject", "subject")]),
+        (sessionsource, session_wf, [("subject", "inputnode.subject"),
+                                     ("session", "inputnode.session")]),
+    ])
     if config.workflow.preproc == "fmriprep":
         # Imported here: the container stack is only needed when fMRIPrep runs.
         from hermesflow.workflows.fmriprep import init_fmriprep_wf
 
-        subjects = sorted({s for s, _ in pairs})
-        fmriprep_wf = init_fmriprep_wf(config=config, participants=subjects)
-        workflow.connect(fmriprep_wf, "outputnode.fmriprep_dir",
-                         session_wf, "inputnode.fmriprep_dir")
+        fmriprep_wf = init_fmriprep_wf(config=config, participants=None)
+        workflow.connect([
+            (subjectsource, fmriprep_wf, [("subject", "inputnode.participant_label")]),
+            (fmriprep_wf, session_wf, [("outputnode.fmriprep_dir", "inputnode.fmriprep_dir")]),
+        ])
     else:
         session_wf.inputs.inputnode.fmriprep_dir = config.workflow.fmriprep_dir
     return workflow
