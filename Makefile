@@ -30,7 +30,7 @@ lint: install
 	$(BIN)/ruff check .
 
 test: install lint
-	$(BIN)/python -m pytest -n $(NPROCS) --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -n $(NPROCS) --dist loadfile --durations=15
 
 slow: install
 	$(BIN)/python -m pytest -m slow

@@ -1,16 +1,19 @@
-"""Shared fixtures: small simulated trials, each run once per test session through the CLI.
+"""Shared fixtures: small simulated trials, each processed once per test run through the CLI.
 
-Pipeline tests carry ``pytest.mark.xdist_group`` so that, under ``pytest -n``, every test of a
-trial runs in the worker that simulated and processed it (fixtures are per worker).
+Under ``pytest -n`` every worker has its own session fixtures; the trials are therefore built
+in the folder all workers share, under a file lock, by whichever worker asks first.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from filelock import FileLock
 
 from hermesflow.bids.simulate import SimulationSpec, load_truth, simulate_trial
 from hermesflow.cli.run import main
@@ -34,23 +37,36 @@ class ProcessedTrial:
 
 
 def process_trial(root: Path, **spec_options) -> ProcessedTrial:
+    """Simulate a trial in ``root`` and run both levels on it (once: later calls reuse it)."""
     spec = SimulationSpec(**{**SMALL, **spec_options})
     bids, out, work = root / "bids", root / "out", root / "work"
-    simulate_trial(bids, spec)
-    for level in ("participant", "group"):
-        status = main([str(bids), str(out), level, "-w", str(work), "--nprocs", "2"])
-        assert status == 0, f"{level} level failed"
+    done = root / "processed"
+    with FileLock(f"{root}.lock"):
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)
+            simulate_trial(bids, spec)
+            for level in ("participant", "group"):
+                status = main([str(bids), str(out), level, "-w", str(work), "--nprocs", "2"])
+                assert status == 0, f"{level} level failed"
+            done.touch()
     truth_roi, truth_params = load_truth(bids)
     return ProcessedTrial(bids, out, work, spec, truth_roi, truth_params)
+
+
+def _shared_root(tmp_path_factory) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 @pytest.fixture(scope="session")
 def effect_trial(tmp_path_factory) -> ProcessedTrial:
     """A trial with a true arm x time effect in the ipsilesional ROIs."""
-    return process_trial(tmp_path_factory.mktemp("effect_trial"), effect_size=0.8, seed=11)
+    return process_trial(_shared_root(tmp_path_factory) / "effect_trial", effect_size=0.8,
+                         seed=11)
 
 
 @pytest.fixture(scope="session")
 def null_trial(tmp_path_factory) -> ProcessedTrial:
     """A trial with no treatment effect at all."""
-    return process_trial(tmp_path_factory.mktemp("null_trial"), effect_size=0.0, seed=12)
+    return process_trial(_shared_root(tmp_path_factory) / "null_trial", effect_size=0.0,
+                         seed=12)

@@ -1,0 +1,122 @@
+"""Per-session speed and memory: GLM and ROI extraction against reading the BOLD run.
+
+Simulates one demo-sized session (4 mm, 120 volumes by default), then in this one process:
+
+* baseline: load the preprocessed BOLD into memory (nibabel, float32), the least any analysis
+  of it must do;
+* ``fit_session_glm`` (nilearn FirstLevelModel, AR(1), writes all maps);
+* ``extract_roi_measures`` (atlas resampling + the five measures);
+* the participant level through Nipype for the session's dataset (engine overhead included),
+
+and prints each as a ratio to the baseline (median of repeats), plus peak memory of the GLM
+as a multiple of the BOLD array's size.  Machines are shared: read ratios, not seconds.
+
+    python bench/bench_session.py [--voxel-size 4] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from hermesflow.bids.fmriprep import collect_session
+from hermesflow.bids.simulate import simulate_trial
+from hermesflow.interfaces.glm import fit_session_glm
+from hermesflow.interfaces.roi import extract_roi_measures
+
+CONFOUNDS = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z",
+             "framewise_displacement"]
+
+
+def _median_seconds(function, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# VmHWM is the peak of this program's own memory; ru_maxrss would carry the parent's peak
+# across fork + exec.
+_HWM = ("import re\nstatus = open('/proc/self/status').read()\n"
+        "print(int(re.search(r'VmHWM:\\s+(\\d+)', status).group(1)) / 1024)\n")
+
+
+def _glm_peak_mb(args: list[str]) -> tuple[float, float]:
+    """Peak RSS (MB) of a fresh process fitting one GLM, and of one that only imports."""
+    code = (
+        "import sys\n"
+        "from hermesflow.interfaces.glm import fit_session_glm\n"
+        "bold, mask, conf, events, out = sys.argv[1:6]\n"
+        f"fit_session_glm(bold, mask, conf, events, 2.0, out, confound_columns={CONFOUNDS!r})\n"
+        f"{_HWM}"
+    )
+    baseline = "import hermesflow.interfaces.glm\n" + _HWM
+    run = [sys.executable, "-c"]
+    after = float(subprocess.check_output(run + [code, *args], text=True).split()[-1])
+    before = float(subprocess.check_output(run + [baseline], text=True).split()[-1])
+    return after, before
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--voxel-size", type=float, default=4.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        bids = simulate_trial(root / "bids", participants=1, sessions=(1,), seed=1,
+                              voxel_size=args.voxel_size)
+        prep = collect_session(bids / "derivatives" / "fmriprep", "01", "01", t_r=2.0)
+        events = str(bids / "sub-01/ses-01/func/sub-01_ses-01_task-passivewrist_events.tsv")
+        bold_img = nib.load(prep.bold)
+        n_bytes = np.prod(bold_img.shape) * 4
+
+        load = _median_seconds(lambda: nib.load(prep.bold).get_fdata(dtype=np.float32),
+                               args.repeats)
+        maps = {}
+
+        def glm():
+            maps.update(fit_session_glm(prep.bold, prep.mask, prep.confounds, events, 2.0,
+                                        root / "glm", confound_columns=CONFOUNDS))
+
+        glm_time = _median_seconds(glm, args.repeats)
+        roi_time = _median_seconds(
+            lambda: extract_roi_measures(maps, prep.mask, "L", lesion_mask=prep.lesion_mask),
+            args.repeats)
+        peak_mb, import_mb = _glm_peak_mb([prep.bold, prep.mask, prep.confounds, events,
+                                str(root / "glm_mem")])
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "hermesflow.cli.run", str(bids),
+                        str(root / "out"), "participant", "-w", str(root / "work"),
+                        "--nprocs", "1", "--skip-bids-validation"], check=True,
+                       capture_output=True)
+        pipeline = time.perf_counter() - start
+
+    shape = "x".join(str(n) for n in bold_img.shape)
+    print(f"BOLD {shape} ({n_bytes / 2**20:.0f} MB as float32); load (baseline) {load:.3f} s")
+    print(f"GLM / load                     {glm_time / load:8.1f}   ({glm_time:.2f} s)")
+    print(f"ROI extraction / load          {roi_time / load:8.1f}   ({roi_time:.2f} s)")
+    print(f"participant level (1 session, Nipype, process start) / load "
+          f"{pipeline / load:8.1f}   ({pipeline:.1f} s)")
+    extra = (peak_mb - import_mb) * 2**20 / n_bytes
+    print(f"GLM peak RSS {peak_mb:.0f} MB, of which imports {import_mb:.0f} MB; "
+          f"(peak - imports) / BOLD size {extra:.1f}")
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"(this process peaked at {usage:.0f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
