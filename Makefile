@@ -24,6 +24,7 @@ demo: install
 	@echo
 	@echo "Demo done. Group tables:  $(DEMO)/out/group/"
 	@ls $(DEMO)/out/group/
+	@echo "Group report:             $(DEMO)/out/group/task-passivewrist_atlas-juelich_desc-report.html"
 	@echo "Ground truth:             $(DEMO)/bids/derivatives/simulation/"
 
 lint: install

@@ -145,7 +145,7 @@ def _prepare_outputs(config: Config) -> Path:
     config.save(out / CONFIG_NAME)
     # Statistical maps follow the BIDS statistical-derivatives proposal (BEP041), which the
     # schema does not hold yet; everything else must validate.
-    write_text(out / ".bidsignore", "*_statmap.nii.gz\n*_roimeasures.tsv\ngroup\nlogs\nsourcedata\n"
+    write_text(out / ".bidsignore", "*_statmap.nii.gz\n*_roimeasures.tsv\n*_report.html\ngroup\nlogs\nsourcedata\n"
                f"{CONFIG_NAME}\n")
     return config_file
 

@@ -42,6 +42,9 @@ class SessionNames:
     def statmap(self, stat: str) -> Path:
         return self.folder / f"{self.prefix}_contrast-{self.contrast}_stat-{stat}_statmap.nii.gz"
 
+    def report(self, atlas: str) -> Path:
+        return self.folder / f"{self.prefix}_atlas-{atlas}_contrast-{self.contrast}_report.html"
+
     def roi_table(self, atlas: str) -> Path:
         return self.folder / f"{self.prefix}_atlas-{atlas}_contrast-{self.contrast}_roimeasures.tsv"
 

@@ -79,8 +79,9 @@ class GatherSession(SimpleInterface):
 
 
 def sink_session(output_dir: str, subject: str, session: str, task: str, space: str,
-                 atlas: str, maps: dict[str, str], roi_table: str) -> dict[str, str]:
-    """Copy one session's maps and ROI table into the derivatives, with BIDS names."""
+                 atlas: str, maps: dict[str, str], roi_table: str,
+                 report: str | None = None) -> dict[str, str]:
+    """Copy one session's maps, ROI table and report into the derivatives, with BIDS names."""
     names = SessionNames(Path(output_dir), subject, session, task, space)
     written = {}
     for stat in STATS:
@@ -89,6 +90,8 @@ def sink_session(output_dir: str, subject: str, session: str, task: str, space: 
     table.insert(0, "session_id", f"ses-{session}")
     table.insert(0, "participant_id", f"sub-{subject}")
     written["roi_table"] = str(write_tsv(names.roi_table(atlas), table))
+    if report:
+        written["report"] = str(copy_atomic(report, names.report(atlas)))
     return written
 
 
@@ -105,6 +108,7 @@ class _SessionSinkInputSpec(BaseInterfaceInputSpec):
     z = File(exists=True, mandatory=True)
     psc = File(exists=True, mandatory=True)
     roi_table = File(exists=True, mandatory=True)
+    report = File(exists=True, desc="HTML report of the session")
 
 
 class _SessionSinkOutputSpec(TraitedSpec):
@@ -122,6 +126,7 @@ class SessionSink(SimpleInterface):
         written = sink_session(
             self.inputs.output_dir, self.inputs.subject, self.inputs.session,
             self.inputs.task, self.inputs.space, self.inputs.atlas, maps, self.inputs.roi_table,
+            report=self.inputs.report or None,
         )
         self._results["roi_table"] = written["roi_table"]
         return runtime

@@ -26,9 +26,11 @@ from hermesflow.atlases import atlas_label
 from hermesflow.bids.layout import read_participants, read_sessions
 from hermesflow.config import Config, GroupConfig
 from hermesflow.derivatives.naming import group_file
+from hermesflow.derivatives.reports import group_report
 from hermesflow.derivatives.writing import write_json, write_tsv
 from hermesflow.stats import MODEL_COLUMNS, fit_group_models, safety_tables
 
+REPORT_OUTCOMES = ["mi4a_ipsi_psc", "mi4p_ipsi_psc", "nihss_motor", "fm_motor"]
 DEFAULT_ROI_MEASURES = ("effect", "psc", "peak_t", "n_active", "li")
 LONG_COLUMNS = ["participant_id", "session_id", "months", "arm", "treated", "age", "sex",
                 "lesion_side", "outcome", "value"]
@@ -101,12 +103,16 @@ def run_group(roi_tables: list[str], bids_dir: str, output_dir: str, config: Con
         "Columns": MODEL_COLUMNS,
     })
     events_path = Path(bids_dir) / "phenotype" / "adverse_events.tsv"
+    tables = {}
     if events_path.exists():
         events = pd.read_csv(events_path, sep="\t", dtype={"participant_id": str})
         tables = safety_tables(events, read_participants(bids_dir))
         for name, table in tables.items():
             outputs[f"safety_{name}"] = str(write_tsv(
                 group_file(output_dir, task, atlas, f"safety{name.replace('_', '')}"), table))
+    outputs["report"] = str(group_report(
+        group_file(output_dir, task, atlas, "report", ".html"), long=long, models=models,
+        figure_outcomes=REPORT_OUTCOMES, safety=tables))
     return outputs
 
 

@@ -10,6 +10,7 @@ from hermesflow.config import Config
 from hermesflow.derivatives.naming import STATS
 from hermesflow.interfaces.bids import GatherSession, SessionSink
 from hermesflow.interfaces.glm import SessionGLM
+from hermesflow.interfaces.report import SessionReport
 from hermesflow.interfaces.roi import ROIMeasures
 
 
@@ -42,6 +43,8 @@ def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:
     ), name="glm", mem_gb=2.0)
     roi = pe.Node(ROIMeasures(atlas=wf_config.atlas, threshold=wf_config.atlas_threshold,
                               active_z=wf_config.active_z), name="roi")
+    report = pe.Node(SessionReport(atlas=wf_config.atlas, threshold=wf_config.atlas_threshold),
+                     name="report")
     sink = pe.Node(SessionSink(output_dir=execution.output_dir, task=wf_config.task,
                                space=wf_config.space, atlas=atlas_label(wf_config.atlas)),
                    name="sink", run_without_submitting=True, overwrite=True)
@@ -57,6 +60,11 @@ def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:
         (glm, roi, [(stat, stat) for stat in ("effect", "psc", "t", "z")]),
         (glm, sink, [(stat, stat) for stat in STATS]),
         (roi, sink, [("table", "roi_table")]),
+        (inputnode, report, [("subject", "subject"), ("session", "session")]),
+        (gather, report, [("mask", "mask"), ("lesion_side", "lesion_side")]),
+        (glm, report, [("z", "z")]),
+        (roi, report, [("table", "roi_table")]),
+        (report, sink, [("report", "report")]),
         (sink, outputnode, [("roi_table", "roi_table")]),
     ])
     return workflow
