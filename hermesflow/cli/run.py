@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
             from hermesflow.cli.power import main as power_main
 
             return power_main(argv[1:])
+        if argv and argv[0] == "cluster":
+            from hermesflow.cli.cluster import main as cluster_main
+
+            return cluster_main(argv[1:])
         return _bids_app(argv)
     except HermesflowError as err:
         print(f"hermesflow: error: {err}", file=sys.stderr)
