@@ -54,7 +54,8 @@ def test_missing_fmriprep_file_names_it_and_others_go_on(dataset, tmp_path, capl
     status = main([str(dataset), str(out), "participant", "--fmriprep-dir", str(fmriprep),
                    "-w", str(tmp_path / "work")])
     assert status == 1
-    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    errors = [r.getMessage() for r in caplog.records
+              if r.levelname == "ERROR" and r.name == "hermesflow"]
     assert len(errors) == 1
     assert "sub-02 ses-06" in errors[0] and "desc-confounds_timeseries.tsv" in errors[0]
     assert str(fmriprep / "sub-02" / "ses-06") in errors[0]
@@ -80,7 +81,8 @@ def test_bad_events_file_fails_that_session_only(dataset, tmp_path, caplog):
     # (The validator would refuse 'rest' too, from the Levels in task-passivewrist_events.json;
     # skipping it exercises hermesflow's own check.)
     assert status == 1
-    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    errors = [r.getMessage() for r in caplog.records
+              if r.levelname == "ERROR" and r.name == "hermesflow"]
     assert errors == [f"sub-01 ses-06: {events}: no 'move' blocks in trial_type -- label the "
                       "movement blocks 'move'"]
     assert len(list((tmp_path / "out").rglob("*_roimeasures.tsv"))) == 1
@@ -114,3 +116,22 @@ def test_bad_config_key(dataset, tmp_path, capsys):
                  str(config)]) == 2
     line = _last_error_line(capsys)
     assert str(config) in line and "unknown key 'atlass'" in line
+
+
+def test_corrupt_preprocessed_bold_is_reported_per_session(dataset, tmp_path, caplog):
+    """A file that exists but cannot be read fails in the graph; the line names session + file."""
+    fmriprep = tmp_path / "fmriprep"
+    shutil.copytree(dataset / "derivatives" / "fmriprep", fmriprep)
+    bold = next((fmriprep / "sub-03/ses-06/func").glob("*_desc-preproc_bold.nii.gz"))
+    bold.write_bytes(bold.read_bytes()[:5000])
+    out = tmp_path / "out"
+    status = main([str(dataset), str(out), "participant", "--fmriprep-dir", str(fmriprep),
+                   "-w", str(tmp_path / "work"), "--participant-label", "03",
+                   "--skip-bids-validation"])
+    assert status == 1
+    errors = [r.getMessage() for r in caplog.records
+              if r.levelname == "ERROR" and r.name == "hermesflow"]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"sub-03 ses-06 (glm): {bold}: cannot be read as NIfTI")
+    assert "rerun the preprocessing of this session (details: " in errors[0]
+    assert len(list(out.rglob("*_roimeasures.tsv"))) == 1, "ses-01 of sub-03 still finished"

@@ -23,7 +23,6 @@ randomised to cells who were not treated (``treated_fraction``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -381,10 +380,6 @@ def load_truth(bids_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     folder = Path(bids_dir) / "derivatives" / "simulation"
     return (pd.read_csv(folder / "truth_roi.tsv", sep="\t"),
             pd.read_csv(folder / "truth_params.tsv", sep="\t"))
-
-
-def read_spec(bids_dir: str | Path) -> dict:
-    return json.loads((Path(bids_dir) / "derivatives/simulation/simulation.json").read_text())
 
 
 __all__ = ["SimulationSpec", "simulate_trial", "load_truth", "true_parameters"]

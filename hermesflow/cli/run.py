@@ -45,7 +45,8 @@ def _setup_logging(verbose: int) -> None:
     from nipype import config as nipype_config
     from nipype import logging as nipype_logging
 
-    level = "INFO" if verbose else "WARNING"
+    # Quiet unless -v: hermesflow reports each failure itself, in one line.
+    level = "INFO" if verbose else "CRITICAL"
     for key in ("workflow_level", "interface_level", "utils_level"):
         nipype_config.set("logging", key, level)
     nipype_logging.update_logging(nipype_config)
@@ -149,8 +150,9 @@ def _prepare_outputs(config: Config) -> Path:
     config.save(out / CONFIG_NAME)
     # Statistical maps follow the BIDS statistical-derivatives proposal (BEP041), which the
     # schema does not hold yet; everything else must validate.
-    write_text(out / ".bidsignore", "*_statmap.nii.gz\n*_roimeasures.tsv\n*_report.html\ngroup\nlogs\nsourcedata\n"
-               f"{CONFIG_NAME}\n")
+    ignored = ["*_statmap.nii.gz", "*_roimeasures.tsv", "*_report.html", "group", "logs",
+               "sourcedata", CONFIG_NAME]
+    write_text(out / ".bidsignore", "\n".join(ignored) + "\n")
     return config_file
 
 
@@ -204,14 +206,19 @@ def _run_workflow(workflow, config: Config) -> list[str]:
 
 
 def _crash_summary(crash_file: Path) -> str:
-    """The node and the last error line of a Nipype crash file."""
+    """``sub-X ses-Y (node): last error line`` from a Nipype crash file."""
     text = crash_file.read_text(errors="replace")
     node = re.search(r"Node: (\S+)", text)
     errors = [line for line in text.splitlines()
               if re.match(r"^[\w.]*(Error|Exception)\b.*:", line.strip())]
     message = errors[-1].strip() if errors else "see the crash file"
     message = re.sub(r"^[\w.]*InputError: ", "", message)
-    where = node.group(1) if node else crash_file.name
+    # Iterable values are in the node's working directory: .../_subject_02/_session_06/glm
+    labels = dict(re.findall(r"/_(subject|session)_([A-Za-z0-9]+)", text))
+    where = " ".join(f"{prefix}-{labels[key]}" for key, prefix in
+                     (("subject", "sub"), ("session", "ses")) if key in labels)
+    stage = node.group(1).rsplit(".", 1)[-1] if node else "?"
+    where = f"{where} ({stage})" if where else stage
     return f"{where}: {message} (details: {crash_file})"
 
 

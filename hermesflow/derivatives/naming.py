@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hermesflow import __version__
-from hermesflow.derivatives.writing import write_bytes, write_json
+from hermesflow.derivatives.writing import write_json
 
 STATS = ("effect", "variance", "t", "z", "psc")
 CONFIG_NAME = "hermesflow_config.toml"
@@ -95,5 +95,5 @@ def write_dataset_description(output_dir: str | Path, upstream: list[dict] | Non
 
 __all__ = [
     "STATS", "CONFIG_NAME", "SessionNames", "roi_table_pattern", "group_file", "copy_atomic",
-    "write_dataset_description", "write_bytes",
+    "write_dataset_description",
 ]

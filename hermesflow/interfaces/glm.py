@@ -79,7 +79,14 @@ def fit_session_glm(
         ``baseline`` (fitted signal at rest) maps, and ``design`` (the design matrix TSV).
     """
     out = Path(out_dir)
-    bold_img = nib.load(bold)
+    try:
+        # Read once, in float32: a truncated file fails here, with its name, not deep in nilearn.
+        source = nib.load(bold)
+        bold_img = nib.Nifti1Image(source.get_fdata(dtype=np.float32), source.affine,
+                                   source.header)
+    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError) as err:
+        raise InputError(bold, f"cannot be read as NIfTI ({type(err).__name__}: {err})",
+                         "rerun the preprocessing of this session") from None
     if bold_img.ndim != 4 or bold_img.shape[-1] < 10:
         raise InputError(bold, f"is not a BOLD series (shape {bold_img.shape})",
                          "point to the preprocessed 4D BOLD run")
