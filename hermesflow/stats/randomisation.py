@@ -8,7 +8,13 @@ the observed labels are one draw from the trial's randomisation (2:1, within str
 re-randomised labelling is equally likely; the p-value is the share of re-randomisations whose
 statistic is at least as extreme as the observed one.  The test is exact at any sample size
 whatever the outcome's distribution or correlation; it does not need the mixed model to be
-right (the model only makes the statistic powerful).
+right (the model only makes the statistic powerful).  The statistic of a term is its GLS z
+(estimate over standard error, two-sided); that of the joint test is the Wald chi-square of the
+arm x time terms.  With ``P`` random relabellings ``p = (1 + hits) / (1 + P)`` and its Monte-
+Carlo standard error is reported; a small trial's whole randomisation distribution is
+enumerated instead (``p = hits / size``, no Monte-Carlo error).  Relabellings that leave an arm
+term inestimable are dropped and counted; the test is then exact conditionally on the
+relabellings that can be analysed.
 
 Where a baseline difference between arms is plausible (an imbalance at the first session, or
 an arm that shifts the level of every session alike) the sharp null is rejected for a reason
