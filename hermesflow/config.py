@@ -74,9 +74,17 @@ class GroupConfig:
     random_slope: bool = False
     reml: bool = True
     analysis_sets: list[str] = field(default_factory=lambda: ["itt", "as_treated"])
-    n_permutations: int = 0
+    n_permutations: int = 2000
     seed: int = 20261125
     strata: list[str] = field(default_factory=list)
+    # "sharp": no arm effect at all (exact under re-randomisation); "no_interaction": arm x time
+    # only, exact even if the arms differ at baseline (participant fixed effects).
+    randomisation_null: str = "sharp"
+    # Enumerate every relabelling when there are fewer than n_permutations (small trials).
+    randomisation_exact: bool = True
+    control_arm: str = "control"
+    alpha: float = 0.05
+    max_iter: int = 0  # 0: statsmodels' default
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from hermesflow.bids.validate import validate
 
@@ -43,6 +44,11 @@ def test_arm_by_time_recovered_in_ipsilesional_mi4p(effect_trial):
             assert low <= true <= high, f"{outcome} {term}: {true} not in [{low}, {high}]"
         assert rows.loc["arm:time[ses-24]", "ci_low"] > 0, "the effect is detected"
         assert rows.loc["arm:time (joint)", "p_wald"] < 0.01
+        # 9 patients at 2:1 have C(9, 3) = 84 possible randomisations: enumerated exactly, and
+        # the observed one is the most extreme (p = 1/84).
+        joint = rows.loc["arm:time (joint)"]
+        assert joint["randomisation"] == "exact" and joint["n_permutations"] == 84
+        assert joint["p_randomisation"] == pytest.approx(1 / 84)
         assert rows.loc["Intercept", "n_subjects"] == effect_trial.spec.participants
 
 

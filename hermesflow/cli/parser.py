@@ -61,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_argument("--covariates", nargs="+", metavar="COLUMN",
                           help="covariates of the group models (e.g. age baseline)")
     analysis.add_argument("--n-permutations", type=int,
-                          help="re-randomisations for the randomisation p-values (0: none)")
+                          help="re-randomisations for the randomisation p-values (default "
+                               "2000; 0: none)")
+    analysis.add_argument("--randomisation-null", choices=["sharp", "no_interaction"],
+                          help="null of the randomisation test: no arm effect at all (sharp, "
+                               "default) or no arm x time effect (allows a baseline difference)")
 
     run = parser.add_argument_group("execution")
     run.add_argument("-w", "--work-dir", type=Path, help="Nipype work dir (cache)")

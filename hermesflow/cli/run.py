@@ -89,6 +89,7 @@ def build_config(args) -> Config:
         (wf, "atlas", args.atlas), (wf, "atlas_threshold", args.atlas_threshold),
         (group, "time", args.time), (group, "random_slope", args.random_slope),
         (group, "covariates", args.covariates), (group, "n_permutations", args.n_permutations),
+        (group, "randomisation_null", args.randomisation_null),
         (cont, "engine", args.container), (cont, "fmriprep_image", args.fmriprep_image),
         (cont, "fs_license_file", args.fs_license_file and str(args.fs_license_file.resolve())),
         (cont, "fs_reconall", args.fs_reconall), (cont, "fmriprep_args", args.fmriprep_args),

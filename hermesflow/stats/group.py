@@ -138,7 +138,7 @@ def fit_one_model(
 
 def _fit_rows(data: ModelData, spec: Any, base: dict, relabelled: pd.DataFrame | None):
     names = data.term_names
-    maxiter = getattr(spec, "max_iter", None)
+    maxiter = (getattr(spec, "max_iter", None) or None)
     fit = fit_mixed(data.y, data.full_design(), data.z, data.subject, reml=spec.reml,
                     maxiter=maxiter)
     notes = list(data.notes) + fit.warnings
@@ -166,7 +166,7 @@ def _null_components(data: ModelData, spec: Any, full: MixedFit, null_name: str,
         # the statistic is within-participant least squares; it needs no components
         return data, np.zeros((1, 1)), 1.0
     null = fit_mixed(data.y, data.x_fixed, data.z, data.subject, reml=spec.reml,
-                     maxiter=getattr(spec, "max_iter", None))
+                     maxiter=(getattr(spec, "max_iter", None) or None))
     source = null
     if not null.converged:
         if not full.converged:
