@@ -33,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default passivewrist)")
 
     prep = parser.add_argument_group("preprocessing")
-    prep.add_argument("--preproc", choices=["existing", "fmriprep"],
-                      help="source of preprocessed data (default existing)")
+    prep.add_argument("--preproc", choices=["existing", "fmriprep", "native"],
+                      help="source of preprocessed data: an existing fMRIPrep folder "
+                           "(default), fMRIPrep in a container, or hermesflow's antspyx path")
     prep.add_argument("--fmriprep-dir", type=Path,
                       help="fMRIPrep derivatives (default BIDS_DIR/derivatives/fmriprep)")
     prep.add_argument("--container", choices=["docker", "podman", "apptainer", "singularity",

@@ -168,6 +168,10 @@ def _check_sessions(config: Config, pairs: list[tuple[str, str]]) -> tuple[list,
         try:
             if wf.preproc == "existing":
                 gather_session(ex.bids_dir, wf.fmriprep_dir, subject, session, wf.task, wf.space)
+            elif wf.preproc == "native":
+                from hermesflow.interfaces.native import find_inputs
+
+                find_inputs(ex.bids_dir, subject, session, wf.task)
             else:
                 session_inputs(ex.bids_dir, subject, session, wf.task)
         except HermesflowError as err:

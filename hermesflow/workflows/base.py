@@ -57,6 +57,16 @@ def init_participant_wf(*, config: Config, pairs: list[tuple[str, str]],
             (subjectsource, fmriprep_wf, [("subject", "inputnode.participant_label")]),
             (fmriprep_wf, session_wf, [("outputnode.fmriprep_dir", "inputnode.fmriprep_dir")]),
         ])
+    elif config.workflow.preproc == "native":
+        from hermesflow.workflows.native import init_native_wf
+
+        # One antspyx preprocessing node per subject x session, writing the fMRIPrep layout.
+        native_wf = init_native_wf(config=config)
+        workflow.connect([
+            (sessionsource, native_wf, [("subject", "inputnode.subject"),
+                                        ("session", "inputnode.session")]),
+            (native_wf, session_wf, [("outputnode.fmriprep_dir", "inputnode.fmriprep_dir")]),
+        ])
     else:
         session_wf.inputs.inputnode.fmriprep_dir = config.workflow.fmriprep_dir
     return workflow
