@@ -8,6 +8,7 @@ lesion side) and ``months`` are joined to every row.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def run_group(roi_tables: list[str], bids_dir: str, output_dir: str, config: Con
         "value": {"Description": "Value of the outcome at that session"},
         "months": {"Description": "Time since stroke", "Units": "month"},
     })
-    model_spec = GroupConfig(**{**spec.__dict__, "outcomes": default_outcomes(long, spec)})
+    model_spec = dataclasses.replace(spec, outcomes=default_outcomes(long, spec))
     models = fit_group_models(long, model_spec)
     outputs["models"] = str(write_tsv(group_file(output_dir, task, atlas, "mixedlm"), models))
     write_json(group_file(output_dir, task, atlas, "mixedlm", ".json"), {
