@@ -19,14 +19,16 @@ import pytest
 
 pytest.importorskip("ants")
 
-from hermesflow.bids.fmriprep import collect_session  # noqa: E402
+from hermesflow.bids.fmriprep import (  # noqa: E402
+    MOTION_COLUMNS,
+    collect_session,
+    framewise_displacement,
+)
 from hermesflow.bids.simulate import simulate_trial  # noqa: E402
 from hermesflow.config import Config  # noqa: E402
 from hermesflow.errors import InputError  # noqa: E402
 from hermesflow.interfaces.native import (  # noqa: E402
-    MOTION_COLUMNS,
     find_inputs,
-    framewise_displacement,
     rigid_parameters,
     run_native_session,
 )

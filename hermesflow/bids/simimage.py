@@ -19,10 +19,6 @@ from scipy import ndimage
 
 from hermesflow.atlases import load_atlas, roi_masks, template_path
 
-MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
-# Power et al. (2012): rotations become arc length on a 50 mm sphere.
-HEAD_RADIUS_MM = 50.0
-
 
 @dataclass
 class TemplateGrid:
@@ -94,13 +90,6 @@ def head_motion(n_volumes: int, rng, scale: float = 1.0) -> np.ndarray:
     steps[jerks] *= 8.0
     motion = np.cumsum(steps, axis=0) * scale
     return motion - motion[0]
-
-
-def framewise_displacement(motion: np.ndarray) -> np.ndarray:
-    """Power's framewise displacement; the first volume has none (NaN)."""
-    diff = np.abs(np.diff(motion, axis=0))
-    fd = diff[:, :3].sum(axis=1) + HEAD_RADIUS_MM * diff[:, 3:].sum(axis=1)
-    return np.concatenate([[np.nan], fd])
 
 
 def ar1_noise(shape: tuple[int, int], phi: float, sd: float, rng) -> np.ndarray:

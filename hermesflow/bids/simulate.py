@@ -31,7 +31,8 @@ import pandas as pd
 
 from hermesflow import __version__
 from hermesflow.bids import simimage
-from hermesflow.bids.simimage import MOTION_COLUMNS, BoldSpec
+from hermesflow.bids.fmriprep import confounds_table
+from hermesflow.bids.simimage import BoldSpec
 from hermesflow.derivatives.writing import write_json, write_nifti, write_tsv
 
 TASK = "passivewrist"
@@ -150,17 +151,6 @@ def _events(spec: SimulationSpec) -> pd.DataFrame:
         "duration": spec.block_s,
         "trial_type": "move",
     })
-
-
-def _confounds(series: np.ndarray, brain: np.ndarray, motion: np.ndarray) -> pd.DataFrame:
-    """A confounds table with fMRIPrep's column names (the subset hermesflow produces)."""
-    frame = pd.DataFrame(motion, columns=list(MOTION_COLUMNS))
-    for column in MOTION_COLUMNS:
-        frame[f"{column}_derivative1"] = frame[column].diff()
-        frame[f"{column}_power2"] = frame[column] ** 2
-    frame.insert(0, "global_signal", series[brain].mean(axis=0))
-    frame["framewise_displacement"] = simimage.framewise_displacement(motion)
-    return frame
 
 
 def _dataset_description(name: str, derivative: str | None = None) -> dict:
@@ -337,7 +327,7 @@ def _write_session(out, fmriprep, grid, sub, ses, amplitude, lesion, head, bold_
                {"RepetitionTime": spec.tr, "TaskName": TASK, "SkullStripped": False})
     write_nifti(ffunc / f"{stem}_{space}_desc-brain_mask.nii.gz", grid.image(grid.brain, np.uint8))
     write_tsv(ffunc / f"{stem}_desc-confounds_timeseries.tsv",
-              _confounds(series, grid.brain, motion))
+              confounds_table(motion, series[grid.brain].mean(axis=0)))
 
 
 def _adverse_events(sub, treated, sessions, keep, rng) -> list[dict]:

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -39,14 +38,12 @@ from nipype.interfaces.base import (
 
 from hermesflow import __version__
 from hermesflow.atlases import template_path
+from hermesflow.bids.fmriprep import confounds_table
 from hermesflow.derivatives.writing import write_json, write_nifti, write_tsv
 from hermesflow.errors import HermesflowError, InputError
 
 LOGGER = logging.getLogger("hermesflow")
 SPACE = "MNI152NLin2009cAsym"
-MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
-# Power et al. (2012): rotations become arc length on a 50 mm sphere.
-HEAD_RADIUS_MM = 50.0
 # ITK works in LPS, NIfTI and the motion parameters in RAS.
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _TRANSFORMS = ("Rigid", "Affine", "SyN")
@@ -130,13 +127,6 @@ def rigid_parameters(matrix: np.ndarray) -> np.ndarray:
     rx = np.arctan2(rotation[2, 1], rotation[2, 2])
     rz = np.arctan2(rotation[1, 0], rotation[0, 0])
     return np.concatenate([matrix[:3, 3], [rx, ry, rz]])
-
-
-def framewise_displacement(motion: np.ndarray) -> np.ndarray:
-    """Power's framewise displacement (mm); the first volume has none (NaN)."""
-    diff = np.abs(np.diff(motion, axis=0))
-    fd = diff[:, :3].sum(axis=1) + HEAD_RADIUS_MM * diff[:, 3:].sum(axis=1)
-    return np.concatenate([[np.nan], fd])
 
 
 def _register(fixed, moving, transform: str, outprefix: str, **options) -> list[str]:
@@ -262,17 +252,6 @@ def brain_mask(template_on_grid: np.ndarray, mean_bold: np.ndarray) -> np.ndarra
     return brain & covered
 
 
-def confounds_table(motion: np.ndarray, bold: np.ndarray, mask: np.ndarray) -> pd.DataFrame:
-    """fMRIPrep's columns: global signal, motion (+ derivatives, squares), FD."""
-    frame = pd.DataFrame(motion, columns=list(MOTION_COLUMNS))
-    for column in MOTION_COLUMNS:
-        frame[f"{column}_derivative1"] = frame[column].diff()
-        frame[f"{column}_power2"] = frame[column] ** 2
-    frame.insert(0, "global_signal", bold[mask].mean(axis=0))
-    frame["framewise_displacement"] = framewise_displacement(motion)
-    return frame
-
-
 # -- the session ----------------------------------------------------------------------------
 
 def output_names(fmriprep_dir: str | Path, subject: str, session: str, task: str) -> dict:
@@ -384,7 +363,7 @@ def _write(fmriprep_dir, subject, session, task, affine, series, mask, lesion, m
                                     "SkullStripped": False, "SmoothingFWHM": smoothing_fwhm})
     write_nifti(names["mask"], nib.Nifti1Image(mask.astype(np.uint8), affine))
     write_nifti(names["lesion_mask"], nib.Nifti1Image(lesion.astype(np.uint8), affine))
-    write_tsv(names["confounds"], confounds_table(motion, series, mask))
+    write_tsv(names["confounds"], confounds_table(motion, series[mask].mean(axis=0)))
     write_json(Path(fmriprep_dir) / "dataset_description.json", dataset_description())
     return NativeResult(fmriprep_dir=str(fmriprep_dir), bold=str(names["bold"]),
                         mask=str(names["mask"]), confounds=str(names["confounds"]),
