@@ -25,19 +25,9 @@ log() { printf '[setup-podman] %s\n' "$*" >&2; }
 start=$(date +%s)
 
 # -- 1. packages ---------------------------------------------------------------------------------
-missing=()
-for pkg in podman runc debootstrap; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
-        || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
-else
-    log "podman, runc and debootstrap already installed"
-fi
+# shellcheck source=.ci/apt-ensure.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt-ensure.sh"
+apt_ensure podman runc debootstrap
 
 # -- 2. configuration ----------------------------------------------------------------------------
 mkdir -p "$PODMAN_DIR/storage" "$RUN_DIR"

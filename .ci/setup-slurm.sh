@@ -28,19 +28,9 @@ log() { printf '[setup-slurm] %s\n' "$*" >&2; }
 start=$(date +%s)
 
 # -- 1. packages ---------------------------------------------------------------------------------
-missing=()
-for pkg in slurmctld slurmd slurm-client munge; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
-        || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
-else
-    log "slurmctld, slurmd, slurm-client and munge already installed"
-fi
+# shellcheck source=.ci/apt-ensure.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt-ensure.sh"
+apt_ensure slurmctld slurmd slurm-client munge
 
 mkdir -p "$SLURM_DIR"/{state,spool,log,run}
 pid_ctld="$SLURM_DIR/run/slurmctld.pid"
