@@ -19,7 +19,8 @@ import numpy as np
 import statsmodels.formula.api as smf
 
 from hermesflow.config import GroupConfig
-from hermesflow.stats import fit_group_models, simulate_roi_trial
+from hermesflow.group import fit_group_models
+from hermesflow.simulation.roi_table import simulate_roi_trial
 
 OUTCOMES = [f"{roi}_{side}_{measure}" for roi in ("mi4a", "mi4p")
             for side in ("ipsi", "contra") for measure in ("effect", "psc")] \

@@ -28,10 +28,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from hermesflow.bids.fmriprep import collect_session
-from hermesflow.bids.simulate import simulate_trial
-from hermesflow.interfaces.glm import fit_session_glm
-from hermesflow.interfaces.roi import extract_roi_measures
+from hermesflow.glm.model import fit_session_glm
+from hermesflow.preproc.collect import collect_session
+from hermesflow.roi.measures import extract_roi_measures
+from hermesflow.simulation.trial import simulate_trial
 
 CONFOUNDS = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z",
              "framewise_displacement"]
@@ -56,7 +56,7 @@ def _glm_peak_mb(args: list[str]) -> tuple[float, float]:
     """Peak RSS (MB) of a fresh process fitting one GLM, and of one that only imports."""
     code = (
         "import sys\n"
-        "from hermesflow.interfaces.glm import fit_session_glm\n"
+        "from hermesflow.glm.model import fit_session_glm\n"
         "bold, mask, conf, events, out = sys.argv[1:6]\n"
         f"fit_session_glm(bold, mask, conf, events, 2.0, out, confound_columns={CONFOUNDS!r})\n"
         f"{_HWM}"

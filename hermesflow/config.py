@@ -134,12 +134,9 @@ class Config:
                 setattr(section, key, value)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(tomli_w.dumps(self.to_dict()))
-        tmp.replace(path)
-        return path
+        from hermesflow.derivatives.writing import write_text
+
+        return write_text(path, tomli_w.dumps(self.to_dict()))
 
     @classmethod
     def load(cls, path: str | Path) -> Config:

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from filelock import FileLock
 
-from hermesflow.bids.simulate import SimulationSpec, load_truth, simulate_trial
 from hermesflow.cli.run import main
+from hermesflow.simulation.trial import SimulationSpec, load_truth, simulate_trial
 
 # Small enough to keep the suite fast, large enough for a mixed model: 9 patients (6:3).
 SMALL = {"participants": 9, "voxel_size": 6.0, "n_blocks": 5, "treated_fraction": 1.0}

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hermesflow.atlases import atlas_label, load_atlas, roi_masks
 from hermesflow.errors import InputError
+from hermesflow.roi.atlases import atlas_label, load_atlas, roi_masks
 
 
 def _grid(voxel: float) -> nib.Nifti1Image:

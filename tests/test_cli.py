@@ -8,8 +8,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from hermesflow.bids.simulate import simulate_trial
 from hermesflow.cli.run import main
+from hermesflow.simulation.trial import simulate_trial
 
 SMALL = {"participants": 3, "sessions": (1, 6), "voxel_size": 8.0, "n_blocks": 3, "seed": 3}
 

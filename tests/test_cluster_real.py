@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hermesflow.bids.simulate import simulate_trial
 from hermesflow.cli.run import main
 from hermesflow.cluster.slurm import ACTIVE, StatusReport, status
+from hermesflow.simulation.trial import simulate_trial
 
 
 def _controller_problem() -> str | None:

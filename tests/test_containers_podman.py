@@ -26,7 +26,6 @@ from pathlib import Path
 import nibabel as nib
 import pytest
 
-from hermesflow.bids.fmriprep import collect_session
 from hermesflow.containers import (
     FMRIPrepFailedError,
     FMRIPrepOptions,
@@ -34,7 +33,8 @@ from hermesflow.containers import (
     get_engine,
 )
 from hermesflow.errors import InputError
-from hermesflow.interfaces.fmriprep import FMRIPrepOutputError, run_fmriprep_participant
+from hermesflow.preproc.collect import collect_session
+from hermesflow.preproc.fmriprep import FMRIPrepOutputError, run_fmriprep_participant
 
 pytestmark = [pytest.mark.podman, pytest.mark.xdist_group("podman")]
 
@@ -99,7 +99,7 @@ def trial(podman_env, tmp_path_factory):
     confounds of ses-06 (fMRIPrep "forgot" an output) and sub-03 has none at all (the stand-in
     then fails the way a crashed fMRIPrep does).  Paths have spaces on purpose.
     """
-    from hermesflow.bids.simulate import simulate_trial
+    from hermesflow.simulation.trial import simulate_trial
 
     root = tmp_path_factory.mktemp("podman trial")
     bids = root / "raw bids"

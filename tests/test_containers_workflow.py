@@ -16,11 +16,8 @@ from nipype.pipeline import engine as pe
 
 from hermesflow.config import Config
 from hermesflow.containers import FMRIPrepFailedError, FMRIPrepOptions
-from hermesflow.interfaces.fmriprep import (
-    FMRIPrep,
-    FMRIPrepOutputError,
-    run_fmriprep_participant,
-)
+from hermesflow.interfaces.fmriprep import FMRIPrep
+from hermesflow.preproc.fmriprep import FMRIPrepOutputError, run_fmriprep_participant
 from hermesflow.workflows.fmriprep import (
     _same_folder,
     fmriprep_output_dir,
@@ -166,7 +163,7 @@ def test_same_folder():
 def _mark_session(fmriprep_dir, subject, session, marks):
     from pathlib import Path
 
-    from hermesflow.bids.fmriprep import missing_outputs
+    from hermesflow.preproc.collect import missing_outputs
 
     assert not missing_outputs(fmriprep_dir, subject, session, "passivewrist",
                                "MNI152NLin2009cAsym")

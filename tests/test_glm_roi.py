@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hermesflow.atlases import load_atlas, roi_masks
-from hermesflow.bids.simimage import block_regressor
 from hermesflow.errors import InputError
-from hermesflow.interfaces.glm import fit_session_glm, load_confounds
-from hermesflow.interfaces.roi import extract_roi_measures, lesion_side_from_mask
+from hermesflow.glm.model import fit_session_glm, load_confounds
+from hermesflow.preproc.gather import lesion_side_from_mask
+from hermesflow.roi.atlases import load_atlas, roi_masks
+from hermesflow.roi.measures import extract_roi_measures
+from hermesflow.simulation.images import block_regressor
 
 TR, N_VOLUMES = 2.0, 100
 ONSETS = np.arange(20.0, 200.0, 40.0)

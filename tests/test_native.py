@@ -19,19 +19,16 @@ import pytest
 
 pytest.importorskip("ants")
 
-from hermesflow.bids.fmriprep import (  # noqa: E402
-    MOTION_COLUMNS,
-    collect_session,
-    framewise_displacement,
-)
-from hermesflow.bids.simulate import simulate_trial  # noqa: E402
 from hermesflow.config import Config  # noqa: E402
 from hermesflow.errors import InputError  # noqa: E402
-from hermesflow.interfaces.native import (  # noqa: E402
+from hermesflow.preproc.collect import collect_session  # noqa: E402
+from hermesflow.preproc.confounds import MOTION_COLUMNS, framewise_displacement  # noqa: E402
+from hermesflow.preproc.native import (  # noqa: E402
     find_inputs,
     rigid_parameters,
     run_native_session,
 )
+from hermesflow.simulation.trial import simulate_trial  # noqa: E402
 from hermesflow.workflows.native import init_native_wf  # noqa: E402
 
 TASK = "passivewrist"
@@ -71,7 +68,7 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_rigid_parameters_round_trip():
-    from hermesflow.bids.simimage import rigid_matrix
+    from hermesflow.simulation.images import rigid_matrix
 
     params = np.array([1.5, -0.7, 0.3, 0.02, -0.05, 0.08])
     np.testing.assert_allclose(rigid_parameters(rigid_matrix(params)), params, atol=1e-12)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hermesflow.bids.simulate import load_truth, simulate_trial
 from hermesflow.cli.run import main
+from hermesflow.simulation.trial import load_truth, simulate_trial
 
 
 def test_native_preprocessing_recovers_roi_effects(tmp_path):

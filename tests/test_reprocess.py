@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from hermesflow.atlases import load_atlas, roi_masks
 from hermesflow.cli.run import main
+from hermesflow.roi.atlases import load_atlas, roi_masks
 
 
 def _glm_results(work):

@@ -8,8 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hermesflow.bids.simulate import SimulationSpec, simulate_trial, time_profile, true_parameters
 from hermesflow.bids.validate import validate
+from hermesflow.simulation.trial import (
+    SimulationSpec,
+    simulate_trial,
+    time_profile,
+    true_parameters,
+)
 
 TINY = {"participants": 2, "sessions": (1, 24), "voxel_size": 8.0, "n_blocks": 3}
 

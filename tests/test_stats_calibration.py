@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from hermesflow.stats.group import JOINT_TERM
-from hermesflow.stats.power import calibration_study
+from hermesflow.group.models import JOINT_TERM
+from hermesflow.simulation.power import calibration_study
 
 SINGLE = {"categorical": "arm:time[ses-24]", "linear": "arm:time"}
 

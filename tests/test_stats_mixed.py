@@ -8,8 +8,9 @@ import pytest
 import statsmodels.formula.api as smf
 
 from hermesflow.config import GroupConfig
-from hermesflow.stats import fit_group_models, simulate_roi_trial
-from hermesflow.stats.group import JOINT_TERM, NOT_FITTED
+from hermesflow.group import fit_group_models
+from hermesflow.group.models import JOINT_TERM, NOT_FITTED
+from hermesflow.simulation.roi_table import simulate_roi_trial
 
 SESSIONS = (("ses-01", 1.0), ("ses-06", 6.0), ("ses-24", 24.0))
 

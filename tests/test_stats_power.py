@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from hermesflow.cli.power import main
-from hermesflow.stats.power import Scenario, default_spec, power_table, rejection_rates
+from hermesflow.simulation.power import Scenario, default_spec, power_table, rejection_rates
 
 
 def test_rejection_rates_count_p_at_or_below_alpha():

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 from hermesflow.config import GroupConfig
-from hermesflow.stats import fit_group_models, simulate_roi_trial
-from hermesflow.stats.design import build_design
-from hermesflow.stats.group import JOINT_TERM
-from hermesflow.stats.mixed import fit_mixed
-from hermesflow.stats.randomisation import GLSRandomisation, relabellings
+from hermesflow.group import fit_group_models
+from hermesflow.group.design import build_design
+from hermesflow.group.mixed import fit_mixed
+from hermesflow.group.models import JOINT_TERM
+from hermesflow.group.randomisation import GLSRandomisation, relabellings
+from hermesflow.simulation.roi_table import simulate_roi_trial
 
 
 def _direct_gls(data, labels, cov_re, scale):

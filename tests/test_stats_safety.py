@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from hermesflow.errors import InputError
-from hermesflow.stats import safety_tables
-from hermesflow.stats.safety import wilson_interval
+from hermesflow.group import safety_tables
+from hermesflow.group.safety import wilson_interval
 
 
 def _participants() -> pd.DataFrame:

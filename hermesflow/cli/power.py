@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from hermesflow.derivatives.writing import write_tsv
 from hermesflow.errors import ConfigError, HermesflowError
 
 LOGGER = logging.getLogger("hermesflow")
@@ -79,7 +80,7 @@ def main(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hermesflow.stats.power import Scenario, default_spec, plot_power, power_table
+    from hermesflow.simulation.power import Scenario, default_spec, plot_power, power_table
 
     if args.participants < 4:
         raise ConfigError("--participants must be at least 4")
@@ -98,9 +99,7 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tsv = out / "power.tsv"
-    tmp = tsv.with_name(tsv.name + ".tmp")
-    table.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
-    tmp.replace(tsv)
+    write_tsv(tsv, table, float_format="%.6g")
     png = plot_power(table, out / "power.png", alpha=args.alpha)
     shown = table[["effect", "term", "rate_wald", "rate_randomisation"]]
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -53,8 +53,8 @@ def _setup_logging(verbose: int) -> None:
 
 
 def _simulate(argv: list[str]) -> int:
-    from hermesflow.bids.simulate import SimulationSpec, simulate_trial
     from hermesflow.cli.parser import build_simulate_parser
+    from hermesflow.simulation.trial import SimulationSpec, simulate_trial
 
     args = build_simulate_parser().parse_args(argv)
     spec = SimulationSpec(participants=args.participants, sessions=tuple(args.sessions),
@@ -134,7 +134,12 @@ def _bids_app(argv: list[str]) -> int:
 
 def _prepare_outputs(config: Config) -> Path:
     """dataset_description.json and the config of this run, in OUTPUT_DIR."""
-    from hermesflow.derivatives.naming import CONFIG_NAME, write_dataset_description
+    from hermesflow.derivatives.description import (
+        dataset_description,
+        hermesflow_generated_by,
+        write_dataset_description,
+    )
+    from hermesflow.derivatives.naming import CONFIG_NAME
     from hermesflow.derivatives.writing import write_text
 
     out = Path(config.execution.output_dir)
@@ -144,8 +149,9 @@ def _prepare_outputs(config: Config) -> Path:
 
         # Asks the engine for the image digest now; a missing engine or image stops here.
         upstream.append(fmriprep_generated_by(config))
-    write_dataset_description(out, upstream=upstream,
-                              source_datasets=[Path(config.execution.bids_dir).as_uri()])
+    write_dataset_description(out, dataset_description(
+        "hermesflow outputs", generated_by=[hermesflow_generated_by(), *upstream],
+        source_datasets=[Path(config.execution.bids_dir).as_uri()]))
     level = config.execution.analysis_level
     config_file = config.save(out / "logs" / f"hermesflow_{level}_config.toml")
     config.save(out / CONFIG_NAME)
@@ -160,7 +166,7 @@ def _prepare_outputs(config: Config) -> Path:
 def _check_sessions(config: Config, pairs: list[tuple[str, str]]) -> tuple[list, list[str]]:
     """Check every session's inputs before the graph runs; bad ones are left out."""
     from hermesflow.bids.layout import session_inputs
-    from hermesflow.interfaces.bids import gather_session
+    from hermesflow.preproc.gather import gather_session
 
     ex, wf = config.execution, config.workflow
     good, problems = [], []
@@ -169,7 +175,7 @@ def _check_sessions(config: Config, pairs: list[tuple[str, str]]) -> tuple[list,
             if wf.preproc == "existing":
                 gather_session(ex.bids_dir, wf.fmriprep_dir, subject, session, wf.task, wf.space)
             elif wf.preproc == "native":
-                from hermesflow.interfaces.native import find_inputs
+                from hermesflow.bids.anat import find_inputs
 
                 find_inputs(ex.bids_dir, subject, session, wf.task)
             else:
@@ -258,8 +264,8 @@ def run_participant_level(config: Config) -> int:
 
 
 def run_group_level(config: Config) -> int:
-    from hermesflow.atlases import atlas_label
     from hermesflow.derivatives.naming import group_file, roi_table_pattern
+    from hermesflow.roi.atlases import atlas_label
     from hermesflow.workflows.base import init_hermesflow_wf
 
     ex, wf = config.execution, config.workflow

@@ -31,7 +31,6 @@ Every command is an argv list for ``subprocess`` (never a shell string).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
@@ -42,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from hermesflow.derivatives.writing import write_text
 from hermesflow.errors import HermesflowError
 
 SLURM_SUBDIR = Path("logs") / "slurm"
@@ -529,7 +529,4 @@ def nipype_plugin_settings(options: SlurmOptions, plugin: str = "SLURMGraph") ->
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text(path, text)

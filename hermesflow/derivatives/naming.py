@@ -10,13 +10,8 @@ Group outputs live in ``group/`` with the same entities (task, atlas).
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-
-from hermesflow import __version__
-from hermesflow.derivatives.writing import write_json
 
 STATS = ("effect", "variance", "t", "z", "psc")
 CONFIG_NAME = "hermesflow_config.toml"
@@ -59,41 +54,4 @@ def group_file(output_dir: str | Path, task: str, atlas: str, desc: str, ext: st
     return Path(output_dir) / "group" / f"task-{task}_atlas-{atlas}_desc-{desc}{ext}"
 
 
-def copy_atomic(source: str | Path, target: Path) -> Path:
-    """Copy a file into the outputs without ever exposing a partial file."""
-    tmp = target.with_name(f".{target.name}.partial")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, tmp)
-    tmp.replace(target)
-    return target
-
-
-def write_dataset_description(output_dir: str | Path, upstream: list[dict] | None = None,
-                              source_datasets: list[str] | None = None) -> Path:
-    """``dataset_description.json`` of the derivatives, with ``GeneratedBy`` provenance.
-
-    ``upstream`` are the ``GeneratedBy`` entries of tools hermesflow ran (fMRIPrep, with its
-    container image and digest); they follow hermesflow's own entry.
-    """
-    generated = {"Name": "hermesflow", "Version": __version__,
-                 "CodeURL": "https://github.com/hermesflow/hermesflow"}
-    description = {
-        "Name": "hermesflow outputs",
-        "BIDSVersion": "1.10.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [generated, *(upstream or [])],
-    }
-    if source_datasets:
-        description["SourceDatasets"] = [{"URL": url} for url in source_datasets]
-    path = Path(output_dir) / "dataset_description.json"
-    if path.exists():
-        previous = json.loads(path.read_text())
-        if previous == description:
-            return path
-    return write_json(path, description)
-
-
-__all__ = [
-    "STATS", "CONFIG_NAME", "SessionNames", "roi_table_pattern", "group_file", "copy_atomic",
-    "write_dataset_description",
-]
+__all__ = ["STATS", "CONFIG_NAME", "SessionNames", "roi_table_pattern", "group_file"]

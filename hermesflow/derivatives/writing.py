@@ -1,38 +1,77 @@
-"""Atomic, reproducible writing of every file hermesflow produces.
+"""The one atomic writer: every file hermesflow produces goes through :func:`write_bytes`.
 
-Each writer builds the whole content in memory, writes it to a hidden temporary file in the
-target folder and renames it into place, so a crash never leaves a half-written output and a
-reader never sees one.  Gzipped NIfTI files carry no timestamp or file name, so the same data
-give the same bytes.
+Each writer builds the whole content in memory (or streams a copy), writes it to a hidden
+temporary file with a unique name in the target folder, flushes it to disk (``fsync``) and
+renames it into place, so a crash never leaves a half-written output, a reader never sees one,
+and two writers never share a temporary file.  Gzipped NIfTI files carry no timestamp or file
+name, so the same data give the same bytes.  Orphans of a killed run (``.<name>.*.tmp``) are
+found by :func:`orphan_temp_files`.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
+TEMP_SUFFIX = ".tmp"
 
-def write_bytes(path: str | Path, content: bytes) -> Path:
-    """Write ``content`` to ``path`` atomically (temporary file + rename)."""
+
+def _atomic(path: str | Path, fill: Callable[[BinaryIO], None]) -> Path:
+    """Create ``path`` from what ``fill`` writes into an open temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
+            fill(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    # The rename itself is durable only once the folder's entry is on disk.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: str | Path, content: bytes) -> Path:
+    """Write ``content`` to ``path`` atomically."""
+    return _atomic(path, lambda handle: handle.write(content))
+
+
+def copy_file(source: str | Path, target: str | Path) -> Path:
+    """Copy ``source`` to ``target`` atomically (streamed, never whole in memory)."""
+    def fill(handle: BinaryIO) -> None:
+        with open(source, "rb") as reader:
+            shutil.copyfileobj(reader, handle, length=1 << 20)
+
+    return _atomic(target, fill)
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -43,10 +82,10 @@ def write_json(path: str | Path, content: dict) -> Path:
     return write_text(path, json.dumps(content, indent=2, default=_json_default) + "\n")
 
 
-def write_tsv(path: str | Path, table: pd.DataFrame) -> Path:
+def write_tsv(path: str | Path, table: pd.DataFrame, float_format: str | None = None) -> Path:
     """Write a BIDS TSV: tab-separated, ``n/a`` for missing values, no index."""
     return write_text(path, table.to_csv(sep="\t", index=False, na_rep="n/a",
-                                         lineterminator="\n"))
+                                         lineterminator="\n", float_format=float_format))
 
 
 def write_nifti(path: str | Path, img: nib.Nifti1Image) -> Path:
@@ -59,6 +98,18 @@ def write_nifti(path: str | Path, img: nib.Nifti1Image) -> Path:
     if path.name.endswith(".gz"):
         raw = gzip.compress(raw, compresslevel=4, mtime=0)
     return write_bytes(path, raw)
+
+
+def write_figure(path: str | Path, figure, **savefig_options) -> Path:
+    """Save a matplotlib figure atomically (format from the file's suffix)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", **savefig_options)
+    return write_bytes(path, buffer.getvalue())
+
+
+def orphan_temp_files(folder: str | Path) -> list[Path]:
+    """Temporary files left under ``folder`` by a writer that was killed mid-write."""
+    return sorted(p for p in Path(folder).rglob(f".*{TEMP_SUFFIX}") if p.is_file())
 
 
 def _json_default(value):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pandas as pd
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     Directory,
@@ -14,35 +11,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from hermesflow.bids.fmriprep import collect_session
-from hermesflow.bids.layout import read_participants, session_inputs
-from hermesflow.derivatives.naming import STATS, SessionNames, copy_atomic
-from hermesflow.derivatives.writing import write_tsv
-from hermesflow.errors import InputError
-from hermesflow.interfaces.roi import lesion_side_from_mask
-
-
-def gather_session(bids_dir: str, fmriprep_dir: str, subject: str, session: str, task: str,
-                   space: str) -> dict:
-    """Everything the GLM and ROI stages need for one session, checked."""
-    raw = session_inputs(bids_dir, subject, session, task)
-    prep = collect_session(fmriprep_dir, subject, session, t_r=raw.t_r, task=task, space=space)
-    participants = read_participants(bids_dir).set_index("participant_id")
-    side = None
-    if "lesion_side" in participants.columns and f"sub-{subject}" in participants.index:
-        value = participants.loc[f"sub-{subject}", "lesion_side"]
-        side = None if pd.isna(value) else str(value).upper()
-    if side is None:
-        if prep.lesion_mask is None:
-            raise InputError(Path(bids_dir) / "participants.tsv",
-                             f"sub-{subject} has no lesion_side and no lesion mask",
-                             "add lesion_side (L/R) or a lesion mask")
-        side = lesion_side_from_mask(prep.lesion_mask)
-    return {
-        "bold": prep.bold, "mask": prep.mask, "confounds": prep.confounds,
-        "lesion_mask": prep.lesion_mask, "events": raw.events, "t_r": raw.t_r,
-        "lesion_side": side,
-    }
+from hermesflow.derivatives.naming import STATS
+from hermesflow.derivatives.sink import sink_session
+from hermesflow.preproc.gather import gather_session
 
 
 class _GatherSessionInputSpec(BaseInterfaceInputSpec):
@@ -77,22 +48,6 @@ class GatherSession(SimpleInterface):
         ))
         return runtime
 
-
-def sink_session(output_dir: str, subject: str, session: str, task: str, space: str,
-                 atlas: str, maps: dict[str, str], roi_table: str,
-                 report: str | None = None) -> dict[str, str]:
-    """Copy one session's maps, ROI table and report into the derivatives, with BIDS names."""
-    names = SessionNames(Path(output_dir), subject, session, task, space)
-    written = {}
-    for stat in STATS:
-        written[stat] = str(copy_atomic(maps[stat], names.statmap(stat)))
-    table = pd.read_csv(roi_table, sep="\t")
-    table.insert(0, "session_id", f"ses-{session}")
-    table.insert(0, "participant_id", f"sub-{subject}")
-    written["roi_table"] = str(write_tsv(names.roi_table(atlas), table))
-    if report:
-        written["report"] = str(copy_atomic(report, names.report(atlas)))
-    return written
 
 
 class _SessionSinkInputSpec(BaseInterfaceInputSpec):

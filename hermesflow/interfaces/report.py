@@ -14,8 +14,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from hermesflow.atlases import load_atlas, roi_masks
 from hermesflow.derivatives.reports import session_report
+from hermesflow.roi.atlases import load_atlas, roi_masks
 
 
 class _SessionReportInputSpec(BaseInterfaceInputSpec):

@@ -1,18 +1,9 @@
-"""Read the GLM maps inside MI-4a and MI-4p, ipsilesional and contralesional.
-
-Per ROI and hemisphere: voxel count (ROI inside the GLM mask, lesion removed), mean effect
-(scanner units), mean percent signal change, peak t, number of active voxels (z above a
-threshold); per ROI, the laterality index of active voxels ``(ipsi - contra) / (ipsi +
-contra)``.  The table is long: one row per ``(roi, hemi, measure)``.
-"""
+"""Nipype door to the ROI measures (:mod:`hermesflow.roi.measures`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
-import pandas as pd
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -21,81 +12,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from hermesflow.atlases import load_atlas, roi_masks
 from hermesflow.derivatives.writing import write_tsv
-from hermesflow.errors import InputError
-
-OTHER_SIDE = {"L": "R", "R": "L"}
-
-
-def lesion_side_from_mask(lesion_mask: str | Path) -> str:
-    """``L`` or ``R``: the hemisphere (world x < 0 is left) holding most lesion voxels."""
-    img = nib.load(lesion_mask)
-    ijk = np.argwhere(np.asarray(img.dataobj) > 0)
-    if len(ijk) == 0:
-        raise InputError(lesion_mask, "lesion mask is empty",
-                         "give lesion_side (L/R) in participants.tsv or fix the mask")
-    x = nib.affines.apply_affine(img.affine, ijk)[:, 0]
-    return "L" if (x < 0).sum() >= (x >= 0).sum() else "R"
-
-
-def _data(path: str | Path) -> np.ndarray:
-    return np.asarray(nib.load(path).dataobj, dtype=np.float64)
-
-
-def extract_roi_measures(
-    maps: dict[str, str],
-    mask: str,
-    lesion_side: str,
-    *,
-    lesion_mask: str | None = None,
-    atlas: str = "juelich",
-    threshold: float = 25.0,
-    active_z: float = 3.1,
-) -> pd.DataFrame:
-    """Measures of each ROI x hemisphere from the GLM ``maps`` (effect, psc, t, z paths).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``roi, hemi, side, measure, value`` with ``hemi`` in ``ipsi`` / ``contra``
-        (``bilateral`` for the laterality index ``li``).
-    """
-    if lesion_side not in OTHER_SIDE:
-        raise InputError(None, f"lesion side {lesion_side!r} is not L or R",
-                         "write L or R in participants.tsv lesion_side")
-    reference = nib.load(maps["effect"])
-    inside = _data(mask) > 0
-    if inside.shape != reference.shape[:3]:
-        raise InputError(mask, f"mask grid {inside.shape} differs from the maps' "
-                         f"{reference.shape[:3]}", "use the mask of the same BOLD run")
-    if lesion_mask:
-        lesion = _data(lesion_mask) > 0
-        if lesion.shape == inside.shape:
-            inside &= ~lesion
-    values = {name: _data(maps[name]) for name in ("effect", "psc", "t", "z")}
-    masks = roi_masks(load_atlas(atlas), reference, threshold)
-    rows = []
-    sides = {"ipsi": lesion_side, "contra": OTHER_SIDE[lesion_side]}
-    rois = sorted({roi for roi, _ in masks})
-    for roi in rois:
-        active = {}
-        for hemi, side in sides.items():
-            voxels = masks[(roi, side)] & inside
-            n = int(voxels.sum())
-            active[hemi] = int((values["z"][voxels] > active_z).sum())
-            measures = {
-                "n_voxels": n,
-                "effect": values["effect"][voxels].mean() if n else np.nan,
-                "psc": values["psc"][voxels].mean() if n else np.nan,
-                "peak_t": values["t"][voxels].max() if n else np.nan,
-                "n_active": active[hemi],
-            }
-            rows += [(roi, hemi, side, name, float(v)) for name, v in measures.items()]
-        total = active["ipsi"] + active["contra"]
-        li = (active["ipsi"] - active["contra"]) / total if total else np.nan
-        rows.append((roi, "bilateral", "LR", "li", li))
-    return pd.DataFrame(rows, columns=["roi", "hemi", "side", "measure", "value"])
+from hermesflow.roi.measures import extract_roi_measures
 
 
 class _ROIMeasuresInputSpec(BaseInterfaceInputSpec):

@@ -5,13 +5,13 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from hermesflow.atlases import atlas_label
 from hermesflow.config import Config
 from hermesflow.derivatives.naming import STATS
 from hermesflow.interfaces.bids import GatherSession, SessionSink
 from hermesflow.interfaces.glm import SessionGLM
 from hermesflow.interfaces.report import SessionReport
 from hermesflow.interfaces.roi import ROIMeasures
+from hermesflow.roi.atlases import atlas_label
 
 
 def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from hermesflow.errors import InputError
-from hermesflow.stats.design import (
+from hermesflow.group.design import (
     ANALYSIS_SETS,
     ModelData,
     ModelInputError,
@@ -19,8 +19,8 @@ from hermesflow.stats.design import (
     participant_table,
     session_order,
 )
-from hermesflow.stats.mixed import MixedFit, fit_mixed, joint_wald, wald_rows
-from hermesflow.stats.randomisation import GLSRandomisation, relabellings
+from hermesflow.group.mixed import MixedFit, fit_mixed, joint_wald, wald_rows
+from hermesflow.group.randomisation import GLSRandomisation, relabellings
 
 LOGGER = logging.getLogger("hermesflow")
 
@@ -58,7 +58,7 @@ def fit_group_models(long_table: pd.DataFrame, spec: Any) -> pd.DataFrame:
         ``term = '(not fitted)'`` whose ``warnings`` say why.  ``p_randomisation`` is NaN when
         ``n_permutations`` is 0 and for terms that do not involve the arm.  Optional spec
         attributes for randomisation: ``randomisation_null`` ('sharp' or 'no_interaction', see
-        :mod:`hermesflow.stats.randomisation`), ``randomisation_exact`` (True: enumerate the
+        :mod:`hermesflow.group.randomisation`), ``randomisation_exact`` (True: enumerate the
         randomisation distribution when it has at most ``n_permutations`` members).
 
     Raises

@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 from scipy.linalg import solve_triangular
 
-from hermesflow.stats.design import ModelData
+from hermesflow.group.design import ModelData
 
 #: A relabelling whose arm cross-product matrix has an eigenvalue below this share of its
 #: largest one makes some arm term inestimable and is dropped from the reference set.

@@ -4,7 +4,7 @@ One model is one outcome in one analysis set.  :func:`build_design` checks that 
 (text values, no variance, covariates missing, subjects seen once), codes time, the arm and the
 covariates, and returns a :class:`ModelData` holding the response, the fixed-effects design
 split into the columns that do not depend on the arm labels and those that do, and the
-random-effects design.  The split is what lets :mod:`hermesflow.stats.randomisation` reuse
+random-effects design.  The split is what lets :mod:`hermesflow.group.randomisation` reuse
 everything label-free across relabellings.
 
 Term names follow the simulator's ground truth: ``Intercept``, ``arm``, ``time[ses-06]`` ...,
@@ -154,7 +154,7 @@ def build_design(
     Parameters
     ----------
     long_table : DataFrame
-        The group long table (see :mod:`hermesflow.stats`).
+        The group long table (see :mod:`hermesflow.group`).
     outcome : str
         Value of the ``outcome`` column to model.
     analysis_set : {'itt', 'as_treated'}

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hermesflow import __version__
-from hermesflow.bids import simimage
-from hermesflow.bids.fmriprep import confounds_table
-from hermesflow.bids.simimage import BoldSpec
-from hermesflow.derivatives.writing import write_json, write_nifti, write_tsv
+from hermesflow.derivatives.description import dataset_description, hermesflow_generated_by
+from hermesflow.derivatives.writing import write_json, write_nifti, write_text, write_tsv
+from hermesflow.preproc.confounds import confounds_table
+from hermesflow.simulation import images as simimage
+from hermesflow.simulation.images import BoldSpec
 
 TASK = "passivewrist"
 SPACE = "MNI152NLin2009cAsym"
@@ -154,29 +154,22 @@ def _events(spec: SimulationSpec) -> pd.DataFrame:
 
 
 def _dataset_description(name: str, derivative: str | None = None) -> dict:
-    description = {"Name": name, "BIDSVersion": "1.10.0", "License": "CC0"}
     if derivative is None:
-        description["DatasetType"] = "raw"
-        description["Authors"] = ["hermesflow simulator"]
-    else:
-        description["DatasetType"] = "derivative"
-        description["GeneratedBy"] = [{
-            "Name": derivative,
-            "Version": __version__,
-            "Description": "Simulated by hermesflow; not produced by the named tool.",
-        }]
-    return description
+        return dataset_description(name, raw=True, License="CC0",
+                                   Authors=["hermesflow simulator"])
+    return dataset_description(name, License="CC0", generated_by=[hermesflow_generated_by(
+        derivative, "Simulated by hermesflow; not produced by the named tool.")])
 
 
 def _write_top_level(out: Path, spec: SimulationSpec, participants: pd.DataFrame) -> None:
     write_json(out / "dataset_description.json", _dataset_description("Simulated MSC stroke trial"))
-    (out / "README").write_text(
+    write_text(out / "README",
         "Simulated randomised trial of intravenous mesenchymal stem cells after ischaemic "
         "stroke, written by `hermesflow simulate`.\nGround truth: derivatives/simulation/.\n"
     )
     # Lesion masks follow fMRIPrep's convention, which BIDS does not define; adverse events
     # have several rows per participant, which BIDS phenotype tables do not allow.
-    (out / ".bidsignore").write_text("*_label-lesion_roi.nii.gz\nphenotype/adverse_events.*\n")
+    write_text(out / ".bidsignore", "*_label-lesion_roi.nii.gz\nphenotype/adverse_events.*\n")
     write_tsv(out / "participants.tsv", participants)
     write_json(out / "participants.json", {
         "arm": {"Description": "Randomised arm", "Levels": {

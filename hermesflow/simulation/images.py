@@ -17,7 +17,7 @@ from nilearn.glm.first_level import compute_regressor
 from nilearn.image import resample_img
 from scipy import ndimage
 
-from hermesflow.atlases import load_atlas, roi_masks, template_path
+from hermesflow.roi.atlases import load_atlas, roi_masks, template_path
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Power and type-I error of the group models by simulation at the long-table level.
 
-Each simulated trial (:func:`hermesflow.stats.simulate_roi_trial`) goes through the same
-:func:`hermesflow.stats.fit_group_models` the pipeline uses, so what is measured is the
+Each simulated trial (:func:`hermesflow.simulation.roi_table_roi_trial`) goes through the same
+:func:`hermesflow.group.fit_group_models` the pipeline uses, so what is measured is the
 pipeline's inference, Wald and randomisation side by side.
 """
 
@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hermesflow.stats.group import JOINT_TERM, fit_group_models
-from hermesflow.stats.simulate import simulate_roi_trial
+from hermesflow.derivatives.writing import write_figure
+from hermesflow.group.models import JOINT_TERM, fit_group_models
+from hermesflow.simulation.roi_table import simulate_roi_trial
 
 OUTCOME = "simulated"
 
@@ -165,12 +166,9 @@ def plot_power(table: pd.DataFrame, path: str | Path, *, alpha: float = 0.05) ->
     ax.set_title(f"Power by simulation (n={n}, {int(table['n_trials'].iloc[0])} trials/point)")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    write_figure(path, fig, dpi=120)
     plt.close(fig)
-    tmp.replace(path)
-    return path
+    return Path(path)
 
 
 __all__ = ["CALIBRATION_SCENARIOS", "JOINT_TERM", "Scenario", "calibration_study", "default_spec", "plot_power", "power_table",

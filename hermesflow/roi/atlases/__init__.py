@@ -4,7 +4,7 @@ The default atlas is the Juelich cytoarchitectonic probabilistic atlas, reduced 
 maps of primary motor cortex: Brodmann 4a (``mi4a``) and 4p (``mi4p``), left and right.
 """
 
-from hermesflow.atlases.registry import (
+from hermesflow.roi.atlases.registry import (
     ROI_NAMES,
     Atlas,
     atlas_label,
