@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hermesflow.cli.run import main
-from hermesflow.cluster.slurm import ACTIVE, StatusReport, status
+from hermesflow.cluster.states import ACTIVE, StatusReport, status
 from hermesflow.simulation.trial import simulate_trial
 
 

@@ -16,20 +16,16 @@ import pytest
 
 from hermesflow.cli.cluster import format_report, report_exit_status
 from hermesflow.cli.run import main
-from hermesflow.cluster.slurm import (
-    ControllerUnreachableError,
-    JobRecord,
-    SlurmNotFoundError,
-    SlurmOptions,
+from hermesflow.cluster import commands
+from hermesflow.cluster.commands import format_indices, parse_indices, sacct_argv, sbatch_argv
+from hermesflow.cluster.errors import ControllerUnreachableError, SlurmNotFoundError
+from hermesflow.cluster.nipype_plugins import nipype_plugin_settings
+from hermesflow.cluster.records import JobRecord, SlurmOptions
+from hermesflow.cluster.states import (
     TaskStatus,
-    format_indices,
-    nipype_plugin_settings,
-    parse_indices,
     parse_sacct,
     parse_scontrol,
     resubmit_indices,
-    sacct_argv,
-    sbatch_argv,
     status,
 )
 
@@ -269,7 +265,7 @@ def test_missing_sbatch_is_one_clear_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))
     (tmp_path / "bids" / "sub-01").mkdir(parents=True)
     with pytest.raises(SlurmNotFoundError, match="sbatch: not found on PATH -- install"):
-        from hermesflow.cluster.slurm import submit
+        from hermesflow.cluster.submission import submit
 
         submit(tmp_path / "bids", tmp_path / "out", ["01"])
     assert main(["cluster", "submit", str(tmp_path / "bids"), str(tmp_path / "out")]) == 2
@@ -280,7 +276,7 @@ def test_missing_sbatch_is_one_clear_line(tmp_path, monkeypatch, capsys):
 def test_unreachable_controller_is_named(fake_slurm, tmp_path):
     _fake(fake_slurm, "sbatch", "echo 'sbatch: error: Batch job submission failed: Unable to "
                                 "contact slurm controller (connect failure)' >&2; exit 1")
-    from hermesflow.cluster.slurm import submit
+    from hermesflow.cluster.submission import submit
 
     with pytest.raises(ControllerUnreachableError, match="cannot reach the SLURM controller"):
         submit(tmp_path / "bids", tmp_path / "out", ["01"])
@@ -289,3 +285,38 @@ def test_unreachable_controller_is_named(fake_slurm, tmp_path):
 def test_status_without_a_record_says_how_to_submit(tmp_path, capsys):
     assert main(["cluster", "status", str(tmp_path)]) == 2
     assert "hermesflow cluster submit" in capsys.readouterr().err
+
+
+def test_one_patch_of_run_command_serves_submit_status_and_resume(tmp_path, monkeypatch):
+    # Submission and status both call commands.run_command through the module, so this one
+    # patch replaces every SLURM command (no binary on PATH is needed).
+    from hermesflow.cluster.submission import resume, submit
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    calls: list[list[str]] = []
+    answers = iter(["41;c\n", "42\n", "43\n", "44\n"])
+    sacct: dict[str, str] = {}
+
+    def fake_run_command(argv: list[str], timeout: float = 60) -> str:
+        calls.append(argv)
+        return sacct["text"] if argv[0] == "sacct" else next(answers)
+
+    monkeypatch.setattr(commands, "run_command", fake_run_command)
+    record = submit(tmp_path / "bids", tmp_path / "out", ["sub-01", "02"])
+    assert [(s.array_job, s.indices, s.group_job) for s in record.submissions] == [
+        ("41", [0, 1], "42")]
+    assert calls[0][-2:] == ["--array=0-1", str(record.folder / "participant.sbatch")]
+    assert calls[1][-2:] == ["--dependency=afterany:41", str(record.folder / "group.sbatch")]
+
+    part, grp = record.job_name("participant"), record.job_name("group")
+    sacct["text"] = (f"41_0|COMPLETED|0:0|00:00:10|{part}\n41_1|TIMEOUT|0:0|00:10:00|{part}\n"
+                     f"42|COMPLETED|0:0|00:00:04|{grp}\n")
+    report = status(tmp_path / "out")
+    assert [(t.state, t.source) for t in report.tasks] == [("COMPLETED", "sacct"),
+                                                           ("TIMEOUT", "sacct")]
+    assert calls[2][:2] == ["sacct", "--jobs=41,42"]
+
+    submission = resume(tmp_path / "out")
+    assert (submission.array_job, submission.indices, submission.group_job) == ("43", [1], "44")
+    assert calls[-2][-2] == "--array=1" and calls[-1][-2] == "--dependency=afterany:43"
+    assert len(calls) == 6  # 2 sbatch, sacct for status, sacct for resume, 2 sbatch

@@ -42,3 +42,23 @@ def find_inputs(bids_dir: str | Path, subject: str, session: str, task: str) -> 
         raise InputError(folder / "func", f"expected one BOLD run of task {task}, found {found}",
                          "keep one run per session or check --task")
     return NativeInputs(t1w=t1w, lesion=lesion, bold=bolds[0])
+
+
+def find_raw_lesion(bids_dir: str | Path, subject: str, session: str) -> Path | None:
+    """The raw lesion mask of a session (``ses-Y/anat``), else of the subject (``sub-X/anat``).
+
+    Named as fMRIPrep reads lesion masks (``..._label-lesion_roi.nii.gz``, in the T1w's space,
+    so without a ``space-`` entity); several candidates at one level are an error.
+    """
+    subject, session = subject.removeprefix("sub-"), session.removeprefix("ses-")
+    root = Path(bids_dir) / f"sub-{subject}"
+    for folder, prefix in ((root / f"ses-{session}" / "anat", f"sub-{subject}_ses-{session}_"),
+                           (root / "anat", f"sub-{subject}_")):
+        found = sorted(p for p in folder.glob(f"{prefix}*label-lesion_roi.nii*")
+                       if "_space-" not in p.name and not p.name.startswith("."))
+        if len(found) > 1:
+            raise InputError(folder, "several lesion masks: " + ", ".join(p.name for p in found),
+                             "keep one lesion mask per session (or one for the subject)")
+        if found:
+            return found[0]
+    return None

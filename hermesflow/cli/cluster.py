@@ -16,15 +16,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hermesflow.cluster.slurm import (
-    SlurmOptions,
-    StatusReport,
-    discover_participants,
-    format_indices,
-    resume,
-    status,
-    submit,
-)
+from hermesflow.cluster.commands import format_indices
+from hermesflow.cluster.records import SlurmOptions
+from hermesflow.cluster.states import StatusReport, status
+from hermesflow.cluster.submission import discover_participants, resume, submit
 
 
 def build_parser() -> argparse.ArgumentParser:
