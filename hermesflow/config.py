@@ -25,7 +25,6 @@ import tomli_w
 from hermesflow.errors import ConfigError
 
 CLINICAL_SCORES = ("barthel", "nihss", "nihss_motor", "mrs", "fm_motor")
-ROI_MEASURES = ("effect", "psc")
 
 
 @dataclass
@@ -82,8 +81,13 @@ class GroupConfig:
     randomisation_null: str = "sharp"
     # Enumerate every relabelling when there are fewer than n_permutations (small trials).
     randomisation_exact: bool = True
+    # The two values of participants.tsv's arm column; any other value is an input error.
     control_arm: str = "control"
+    treatment_arm: str = "msc"
     alpha: float = 0.05
+    # Degrees of freedom of the Wald tests: "satterthwaite" (t and F, as lmerTest) or
+    # "asymptotic" (z and chi-square).
+    ddf: str = "satterthwaite"
     max_iter: int = 0  # 0: statsmodels' default
 
 
@@ -102,6 +106,9 @@ class NipypeConfig:
     poll_sleep_duration: float = 0.1
     crashfile_format: str = "txt"
     stop_on_first_crash: bool = False
+    # For testing resumption: these nodes raise when they run (node names, e.g. "t1w2mni";
+    # honoured by the native preprocessing steps).
+    fail_nodes: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -22,3 +22,7 @@ class InputError(HermesflowError):
 
 class ConfigError(HermesflowError):
     """An option or configuration file that cannot be used."""
+
+
+class RegistryError(HermesflowError):
+    """A stat map, ROI measure or atlas source registered twice, badly named, or unknown."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 
+import nibabel as nib
 import pandas as pd
 import pytest
 
@@ -135,3 +137,81 @@ def test_corrupt_preprocessed_bold_is_reported_per_session(dataset, tmp_path, ca
     assert errors[0].startswith(f"sub-03 ses-06 (glm): {bold}: cannot be read as NIfTI")
     assert "rerun the preprocessing of this session (details: " in errors[0]
     assert len(list(out.rglob("*_roimeasures.tsv"))) == 1, "ses-01 of sub-03 still finished"
+
+
+class _Errors(logging.Handler):
+    """The hermesflow logger's ERROR lines (caplog is per test; the fixture below is not)."""
+
+    def __init__(self):
+        super().__init__(level=logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture(scope="module")
+def one_bad_session(dataset, tmp_path_factory):
+    """Participant level of the small trial with sub-01 ses-06's preprocessed BOLD truncated."""
+    root = tmp_path_factory.mktemp("bad_session")
+    fmriprep = root / "fmriprep"
+    shutil.copytree(dataset / "derivatives" / "fmriprep", fmriprep)
+    bold = next((fmriprep / "sub-01/ses-06/func").glob("*_desc-preproc_bold.nii.gz"))
+    bold.write_bytes(bold.read_bytes()[:5000])
+    errors = _Errors()
+    logging.getLogger("hermesflow").addHandler(errors)
+    try:
+        status = main([str(dataset), str(root / "out"), "participant", "--fmriprep-dir",
+                       str(fmriprep), "-w", str(root / "work"), "--skip-bids-validation",
+                       "--nprocs", "2"])
+    finally:
+        logging.getLogger("hermesflow").removeHandler(errors)
+    return {"root": root, "out": root / "out", "bold": bold, "status": status,
+            "errors": errors.lines}
+
+
+def test_failure_in_the_graph_is_one_exact_line(one_bad_session):
+    out, bold = one_bad_session["out"], one_bad_session["bold"]
+    assert one_bad_session["status"] == 1
+    (crash,) = (out / "logs").glob("crash-*")
+    try:
+        nib.load(bold).get_fdata()
+    except Exception as err:  # the reader's own words, as the GLM quotes them
+        reason = f"{type(err).__name__}: {err}"
+    assert one_bad_session["errors"] == [
+        f"sub-01 ses-06 (glm): {bold}: cannot be read as NIfTI ({reason}) -- rerun the "
+        f"preprocessing of this session (details: {crash})"]
+    tables = sorted(p.name.split("_task")[0] for p in out.rglob("*_roimeasures.tsv"))
+    assert tables == ["sub-01_ses-01", "sub-02_ses-01", "sub-02_ses-06", "sub-03_ses-01",
+                      "sub-03_ses-06"]
+
+
+def test_a_failing_group_report_leaves_the_tables_written(dataset, one_bad_session, caplog):
+    out, work = one_bad_session["out"], one_bad_session["root"] / "work"
+    group = out / "group"
+    # A folder where the report goes: its sink fails, the tables' sink must not care.
+    blocker = group / "task-passivewrist_atlas-juelich_desc-report.html"
+    (blocker / "keep").mkdir(parents=True)
+    before = set((out / "logs").glob("crash-*"))
+    argv = [str(dataset), str(out), "group", "-w", str(work), "--n-permutations", "0"]
+    assert main(argv) == 1
+    (crash,) = set((out / "logs").glob("crash-*")) - before
+    errors = [r.getMessage() for r in caplog.records
+              if r.levelname == "ERROR" and r.name == "hermesflow"]
+    assert len(errors) == 1
+    assert errors[0].startswith("report_sink: IsADirectoryError: [Errno 21] Is a directory")
+    assert errors[0].endswith(f"(details: {crash})")
+    names = sorted(p.name for p in group.iterdir() if p.is_file())
+    assert names == [f"task-passivewrist_atlas-juelich_desc-{desc}" for desc in
+                     ("long.json", "long.tsv", "mixedlm.json", "mixedlm.tsv",
+                      "safetybyevent.tsv", "safetybywindow.tsv", "safetyfeasibility.tsv")]
+    long = pd.read_csv(group / names[1], sep="\t")
+    assert set(long["session_id"]) == {"ses-01", "ses-06"}
+    assert len(long[long["outcome"] == "mi4p_ipsi_psc"]) == 5, "the five sessions that ran"
+    models = pd.read_csv(group / names[3], sep="\t")
+    fitted = models[(models["outcome"] == "mi4p_ipsi_psc") & (models["term"] == "Intercept")]
+    assert set(fitted["n_observations"]) == {5}
+    shutil.rmtree(blocker)
+    caplog.clear()
+    assert main(argv) == 0
+    assert "<p>3 participants, 6 sessions.</p>" in blocker.read_text()

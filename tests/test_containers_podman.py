@@ -240,8 +240,8 @@ def test_incomplete_outputs_are_listed(trial, tmp_path):
         run(trial, out, label="02")
     message = str(caught.value)
     assert "did not produce 1 required output(s) for sub-02" in message
-    # The pattern the contract looks for (fMRIPrep may add entities after the task).
-    assert f"sub-02/ses-06/func/sub-02_ses-06_task-{TASK}*_desc-confounds_timeseries.tsv" in message
+    # The exact name the contract expects for that run (entities as fMRIPrep writes them).
+    assert f"sub-02/ses-06/func/sub-02_ses-06_task-{TASK}_desc-confounds_timeseries.tsv" in message
     assert "ses-01" not in message
     assert not (out / ".hermesflow" / "sub-02_fmriprep.json").exists()
 

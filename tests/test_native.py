@@ -3,7 +3,8 @@
 The simulator writes raw data in a per-subject native space with per-volume motion, and the
 truth in ``derivatives/fmriprep`` (MNI BOLD, lesion mask, confounds holding the true motion).
 One native run (~25 s on 2 cores) is shared by the tests; its outputs take the grid of the
-simulated MNI BOLD, so the two compare voxel by voxel.
+simulated MNI BOLD, so the two compare voxel by voxel.  The Nipype graph of the same steps
+(one cached node each) is tested in ``test_native_graph.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import pytest
 
 pytest.importorskip("ants")
 
-from hermesflow.config import Config  # noqa: E402
 from hermesflow.errors import InputError  # noqa: E402
 from hermesflow.preproc.collect import collect_session  # noqa: E402
 from hermesflow.preproc.confounds import MOTION_COLUMNS, framewise_displacement  # noqa: E402
@@ -29,7 +29,6 @@ from hermesflow.preproc.native import (  # noqa: E402
     run_native_session,
 )
 from hermesflow.simulation.trial import simulate_trial  # noqa: E402
-from hermesflow.workflows.native import init_native_wf  # noqa: E402
 
 TASK = "passivewrist"
 SPACE = "MNI152NLin2009cAsym"
@@ -146,17 +145,3 @@ def test_missing_anatomy_names_the_file_and_the_fix(native_run, tmp_path, missin
     assert "--" in str(caught.value) and caught.value.fix
     with pytest.raises(InputError):
         run_native_session(bids, tmp_path / "out", "01", "01", task=TASK)
-
-
-def test_native_wf_doors(tmp_path):
-    config = Config()
-    config.execution.bids_dir = str(tmp_path / "bids")
-    config.execution.output_dir = str(tmp_path / "out")
-    workflow = init_native_wf(config=config)
-    assert set(workflow.get_node("inputnode").inputs.copyable_trait_names()) == {
-        "subject", "session"}
-    assert "fmriprep_dir" in workflow.get_node("outputnode").outputs.copyable_trait_names()
-    native = workflow.get_node("native")
-    assert native.inputs.fmriprep_dir == str(tmp_path / "out" / "sourcedata" /
-                                             "hermesflow-native")
-    assert native.inputs.task == config.workflow.task

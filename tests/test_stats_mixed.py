@@ -100,12 +100,34 @@ def test_balanced_design_matches_closed_form():
 
 
 def test_ci_and_wald_p_follow_from_estimate_and_se():
+    """``ddf = 'asymptotic'``: normal-theory CI and p (the default is Satterthwaite's t)."""
     table = _balanced_table()
-    model = _model(fit_group_models(table, GroupConfig(analysis_sets=["itt"])), "fm_motor")
+    spec = GroupConfig(analysis_sets=["itt"], ddf="asymptotic")
+    model = _model(fit_group_models(table, spec), "fm_motor")
     row = model.loc["arm"]
     assert row["ci_high"] - row["estimate"] == pytest.approx(1.959964 * row["se"], rel=1e-6)
     from scipy.stats import norm
     assert row["p_wald"] == pytest.approx(2 * norm.sf(abs(row["estimate"] / row["se"])))
+
+
+def test_satterthwaite_ci_and_p_follow_from_t():
+    """Default: CI and p from t on the term's Satterthwaite df.  On the complete balanced
+    split-plot design the within-participant terms have the ANOVA error df (N - 2)(T - 1) = 14
+    and the joint arm x time test is F(2, 14)."""
+    from scipy.stats import f, t
+
+    table = _balanced_table()
+    model = _model(fit_group_models(table, GroupConfig(analysis_sets=["itt"])), "fm_motor")
+    for term in ("time[ses-06]", "arm:time[ses-24]"):
+        assert model.loc[term, "df"] == pytest.approx(14, rel=1e-5)
+    for term, row in model.drop(index=JOINT_TERM).iterrows():
+        assert row["test"] == "t" and row["df"] > 0, term
+        q = t.ppf(0.975, row["df"])
+        assert row["ci_high"] - row["estimate"] == pytest.approx(q * row["se"], rel=1e-9)
+        assert row["p_wald"] == pytest.approx(2 * t.sf(abs(row["statistic"]), row["df"]))
+    joint = model.loc[JOINT_TERM]
+    assert joint["test"] == "F" and joint["df_denominator"] == pytest.approx(14, rel=1e-5)
+    assert joint["p_wald"] == pytest.approx(f.sf(joint["statistic"], 2, 14), rel=1e-4)
 
 
 def test_missing_sessions_kept_and_match_formula_fit():
@@ -124,9 +146,22 @@ def test_missing_sessions_kept_and_match_formula_fit():
     pairs = {"Intercept": "Intercept", "arm": "a",
              "time[ses-24]": "C(session_id)[T.ses-24]",
              "arm:time[ses-24]": "a:C(session_id)[T.ses-24]"}
+    # SEs are (X'V^-1X)^-1 at the variance components (lme4's), not statsmodels' joint-
+    # Hessian cov_params(); built here from statsmodels' own components and design.
+    x = ref.model.exog
+    v_inv = np.zeros((n_obs, n_obs))
+    groups = data["participant_id"].to_numpy()
+    for pid in np.unique(groups):
+        idx = np.flatnonzero(groups == pid)
+        block = float(ref.cov_re.iloc[0, 0]) + ref.scale * np.eye(len(idx))
+        v_inv[np.ix_(idx, idx)] = np.linalg.inv(block)
+    gls_se = pd.Series(np.sqrt(np.diag(np.linalg.inv(x.T @ v_inv @ x))),
+                       index=ref.model.exog_names)
     for ours, theirs in pairs.items():
         assert model.loc[ours, "estimate"] == pytest.approx(ref.fe_params[theirs], abs=1e-4)
-        assert model.loc[ours, "se"] == pytest.approx(ref.bse_fe[theirs], rel=1e-3)
+        assert model.loc[ours, "se"] == pytest.approx(gls_se[theirs], rel=1e-3)
+        # and within a few per cent of statsmodels' cov_params()
+        assert model.loc[ours, "se"] == pytest.approx(ref.bse_fe[theirs], rel=0.03)
 
 
 def test_continuous_time_terms_and_random_slope():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import networkx as nx
+
 from hermesflow.config import Config
 from hermesflow.workflows.base import init_group_wf, init_hermesflow_wf, init_participant_wf
 from hermesflow.workflows.session import init_session_wf
@@ -53,3 +55,17 @@ def test_group_wf_joins_every_table(tmp_path):
     config.execution.analysis_level = "group"
     top = init_hermesflow_wf(config, roi_tables=tables, config_file="c.toml")
     assert top.base_dir == config.execution.work_dir
+
+
+def test_group_tables_are_written_before_and_without_the_report(tmp_path):
+    workflow = init_group_wf(config=_config(tmp_path), roi_tables=["a.tsv"], config_file="c.toml")
+    graph = workflow._graph
+    names = {node.name: node for node in graph.nodes}
+    assert set(names) == {"sessionsource", "group_models", "group_sink", "group_report",
+                          "report_sink"}
+    assert nx.ancestors(graph, names["group_sink"]) == {names["sessionsource"],
+                                                        names["group_models"]}
+    assert names["group_sink"] in nx.ancestors(graph, names["group_report"])
+    assert nx.ancestors(graph, names["report_sink"]) >= {names["group_report"],
+                                                         names["group_sink"]}
+    assert names["group_sink"].inputs.output_dir == str(tmp_path / "out")

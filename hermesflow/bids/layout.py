@@ -7,6 +7,7 @@ checks that concern one session are collected so that the other sessions can sti
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,15 +21,49 @@ from hermesflow.errors import InputError
 REQUIRED_PARTICIPANT_COLUMNS = ("participant_id", "arm", "treated")
 
 
+def only_run(runs):
+    """The one run of a session; several are an error (a single-run reader must not pick)."""
+    if len(runs) != 1:
+        raise InputError(Path(runs[0].bold).parent, f"{len(runs)} runs where one was expected",
+                         "select one with --bids-filter-file")
+    return runs[0]
+
+
+@dataclass(frozen=True)
+class RawRun:
+    """One raw BOLD run of a session (all its echoes), with its events and timing."""
+
+    label: str
+    bold: str
+    events: str
+    t_r: float
+    n_echoes: int = 1
+    slice_timing: tuple[float, ...] | None = None
+
+
 @dataclass(frozen=True)
 class SessionInputs:
     """The raw files of one subject x session that the pipeline reads."""
 
     subject: str
     session: str
-    bold: str
-    events: str
-    t_r: float
+    runs: tuple[RawRun, ...]
+
+    @property
+    def single_run(self) -> RawRun:
+        return only_run(self.runs)
+
+    @property
+    def bold(self) -> str:
+        return self.single_run.bold
+
+    @property
+    def events(self) -> str:
+        return self.single_run.events
+
+    @property
+    def t_r(self) -> float:
+        return self.single_run.t_r
 
 
 @lru_cache(maxsize=8)
@@ -52,6 +87,7 @@ def query_sessions(
     task: str,
     participant_label: list[str] | None = None,
     session_label: list[str] | None = None,
+    bold_filters: dict | None = None,
 ) -> list[tuple[str, str]]:
     """``(subject, session)`` pairs that have a BOLD run of ``task``, sorted.
 
@@ -59,7 +95,7 @@ def query_sessions(
     matches nothing is an error naming the dataset and the labels it has.
     """
     layout = load_layout(str(bids_dir))
-    subjects = layout.get_subjects(task=task, suffix="bold")
+    subjects = layout.get_subjects(**{**(bold_filters or {}), "task": task, "suffix": "bold"})
     if not subjects:
         raise InputError(bids_dir, f"no BOLD runs of task '{task}'",
                          f"check --task (tasks here: {', '.join(layout.get_tasks()) or 'none'})")
@@ -69,38 +105,71 @@ def query_sessions(
         raise InputError(bids_dir, f"unknown participant label(s) {', '.join(unknown)}",
                          f"use labels present in the dataset: {', '.join(sorted(subjects))}")
     wanted_sessions = [_strip(x, "ses-") for x in session_label or []]
-    known_sessions = layout.get_sessions(task=task, suffix="bold")
+    known_sessions = layout.get_sessions(**{**(bold_filters or {}), "task": task, "suffix": "bold"})
     unknown = sorted(set(wanted_sessions) - set(known_sessions))
     if unknown:
         raise InputError(bids_dir, f"unknown session label(s) {', '.join(unknown)}",
                          f"use labels present in the dataset: {', '.join(sorted(known_sessions))}")
     pairs = []
     for subject in wanted_subjects or subjects:
-        for session in layout.get_sessions(subject=subject, task=task, suffix="bold"):
+        for session in layout.get_sessions(**{**(bold_filters or {}), "subject": subject,
+                                                 "task": task, "suffix": "bold"}):
             if not wanted_sessions or session in wanted_sessions:
                 pairs.append((subject, session))
     return sorted(pairs)
 
 
-def session_inputs(bids_dir: str, subject: str, session: str, task: str) -> SessionInputs:
-    """Find and check the BOLD run and events of one session."""
+def run_label(entities: dict) -> str:
+    """A run's name from its identifying entities (``run-1``, ``acq-fast_run-2``), as the
+    collector of preprocessed runs names them, so raw and preprocessed runs pair up."""
+    skip = {"subject", "session", "task", "echo", "part", "suffix", "extension", "datatype"}
+    parts = [f"{_SHORT.get(k, k)}-{v}" for k, v in sorted(
+        ((_SHORT.get(k, k), v) for k, v in entities.items() if k not in skip))]
+    return "_".join(parts) or "run-1"
+
+
+_SHORT = {"acquisition": "acq", "ceagent": "ce", "reconstruction": "rec", "direction": "dir"}
+
+
+def session_inputs(bids_dir: str, subject: str, session: str, task: str,
+                   bold_filters: dict | None = None, condition: str = "move") -> SessionInputs:
+    """Find and check every BOLD run of ``task`` in one session, with its events.
+
+    Echoes of one multi-echo run are one run (fMRIPrep combines them); ``bold_filters`` are
+    pybids filters from ``--bids-filter-file`` (its ``bold`` query).
+    """
     layout = load_layout(str(bids_dir))
-    bolds = layout.get(subject=subject, session=session, task=task, suffix="bold",
-                       extension=[".nii", ".nii.gz"])
     where = Path(bids_dir) / f"sub-{subject}" / f"ses-{session}" / "func"
+    try:
+        bolds = layout.get(**{**(bold_filters or {}), "subject": subject, "session": session,
+                              "task": task, "suffix": "bold",
+                              "extension": [".nii", ".nii.gz"]})
+    except (ValueError, TypeError) as err:
+        raise InputError(where, f"the BIDS filter cannot be applied ({err})",
+                         "fix the bold query of --bids-filter-file") from None
     if not bolds:
-        raise InputError(where, f"no BOLD run of task '{task}'", "add the run or drop the session")
-    if len(bolds) > 1:
-        raise InputError(where, f"{len(bolds)} BOLD runs of task '{task}'",
-                         "select one with --bids-filter-file or keep one run per session")
-    bold = bolds[0]
-    t_r = bold.get_metadata().get("RepetitionTime")
-    if not t_r:
-        raise InputError(bold.path, "sidecar has no RepetitionTime", "add it to the JSON sidecar")
-    events = Path(bold.path.replace("_bold.nii.gz", "_events.tsv").replace("_bold.nii",
-                                                                         "_events.tsv"))
-    check_events(events)
-    return SessionInputs(subject, session, bold.path, str(events), float(t_r))
+        raise InputError(where, f"no BOLD run of task '{task}'"
+                         + (" matching --bids-filter-file" if bold_filters else ""),
+                         "add the run or drop the session")
+    grouped: dict[str, list] = {}
+    for bold in bolds:
+        grouped.setdefault(run_label(bold.get_entities()), []).append(bold)
+    runs = []
+    for label, files in sorted(grouped.items()):
+        files.sort(key=lambda f: int(f.get_entities().get("echo", 0) or 0))
+        first = files[0]
+        metadata = first.get_metadata()
+        t_r = metadata.get("RepetitionTime")
+        if not t_r:
+            raise InputError(first.path, "sidecar has no RepetitionTime",
+                             "add it to the JSON sidecar")
+        events = Path(re.sub(r"_(?:echo|part)-[^_]+", "",
+                             re.sub(r"_bold\.nii(\.gz)?$", "_events.tsv", first.path)))
+        check_events(events, condition)
+        timing = metadata.get("SliceTiming")
+        runs.append(RawRun(label, first.path, str(events), float(t_r), len(files),
+                           tuple(float(t) for t in timing) if timing else None))
+    return SessionInputs(subject, session, tuple(runs))
 
 
 def check_events(path: Path, condition: str = "move") -> pd.DataFrame:

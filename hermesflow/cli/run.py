@@ -110,15 +110,11 @@ def build_config(args) -> Config:
 
 
 def _check_paths(config: Config) -> None:
-    bids, out = Path(config.execution.bids_dir), Path(config.execution.output_dir)
-    if not bids.is_dir():
-        raise InputError(bids, "BIDS folder not found", "check the BIDS_DIR argument")
-    if out == bids or bids in out.parents and "derivatives" not in out.relative_to(bids).parts:
-        raise InputError(out, "output folder is inside the raw dataset",
-                         "write outputs outside BIDS_DIR or under BIDS_DIR/derivatives")
-    if config.workflow.preproc == "existing" and not Path(config.workflow.fmriprep_dir).is_dir():
-        raise InputError(config.workflow.fmriprep_dir, "fMRIPrep derivatives folder not found",
-                         "pass --fmriprep-dir, or --preproc fmriprep to run fMRIPrep")
+    from hermesflow.bids.checks import check_paths
+
+    existing = config.workflow.preproc == "existing"
+    check_paths(config.execution.bids_dir, config.execution.output_dir,
+                config.workflow.fmriprep_dir if existing else None)
 
 
 def _bids_app(argv: list[str]) -> int:
@@ -157,34 +153,25 @@ def _prepare_outputs(config: Config) -> Path:
     config.save(out / CONFIG_NAME)
     # Statistical maps follow the BIDS statistical-derivatives proposal (BEP041), which the
     # schema does not hold yet; everything else must validate.
-    ignored = ["*_statmap.nii.gz", "*_roimeasures.tsv", "*_report.html", "group", "logs",
-               "sourcedata", CONFIG_NAME]
+    ignored = ["*_statmap.nii.gz", "*_roimeasures.tsv", "*_roimeasures.json", "*_report.html",
+               "group", "logs", "sourcedata", CONFIG_NAME]
     write_text(out / ".bidsignore", "\n".join(ignored) + "\n")
     return config_file
 
 
 def _check_sessions(config: Config, pairs: list[tuple[str, str]]) -> tuple[list, list[str]]:
     """Check every session's inputs before the graph runs; bad ones are left out."""
-    from hermesflow.bids.layout import session_inputs
-    from hermesflow.preproc.gather import gather_session
+    from hermesflow.bids.checks import check_sessions, raw_input_checks
 
     ex, wf = config.execution, config.workflow
-    good, problems = [], []
-    for subject, session in pairs:
-        try:
-            if wf.preproc == "existing":
-                gather_session(ex.bids_dir, wf.fmriprep_dir, subject, session, wf.task, wf.space)
-            elif wf.preproc == "native":
-                from hermesflow.bids.anat import find_inputs
+    checks = raw_input_checks(ex.bids_dir, wf.task, wf.preproc)
+    if wf.preproc == "existing":
+        # The preprocessed files are a later stage's contract: bids/ is handed the check.
+        from hermesflow.preproc.gather import gather_session
 
-                find_inputs(ex.bids_dir, subject, session, wf.task)
-            else:
-                session_inputs(ex.bids_dir, subject, session, wf.task)
-        except HermesflowError as err:
-            problems.append(f"sub-{subject} ses-{session}: {err}")
-        else:
-            good.append((subject, session))
-    return good, problems
+        checks.append(lambda subject, session: gather_session(
+            ex.bids_dir, wf.fmriprep_dir, subject, session, wf.task, wf.space))
+    return check_sessions(pairs, checks)
 
 
 def _nipype_settings(config: Config) -> dict:
@@ -201,36 +188,21 @@ def _nipype_settings(config: Config) -> dict:
 
 def _run_workflow(workflow, config: Config) -> list[str]:
     """Run with the configured plugin; return one line per failed node."""
+    from hermesflow.cli.failures import NodeFailures
+
     ex = config.execution
     settings = _nipype_settings(config)
     # A Workflow copies Nipype's global config when it is built: set its own copy.
     workflow.config["execution"].update(settings)
-    crash_dir = Path(settings["crashdump_dir"])
-    before = set(crash_dir.glob("crash-*"))
-    plugin_args = {"n_procs": ex.nprocs, "memory_gb": ex.mem_gb, "raise_insufficient": False}
+    failures = NodeFailures()
+    plugin_args = {"n_procs": ex.nprocs, "memory_gb": ex.mem_gb, "raise_insufficient": False,
+                   "status_callback": failures}
     try:
         workflow.run(plugin=ex.plugin, plugin_args=plugin_args)
     except RuntimeError as err:
-        failures = [_crash_summary(path) for path in sorted(set(crash_dir.glob("crash-*")) - before)]
-        return failures or [f"workflow failed: {err}"]
-    return []
-
-
-def _crash_summary(crash_file: Path) -> str:
-    """``sub-X ses-Y (node): last error line`` from a Nipype crash file."""
-    text = crash_file.read_text(errors="replace")
-    node = re.search(r"Node: (\S+)", text)
-    errors = [line for line in text.splitlines()
-              if re.match(r"^[\w.]*(Error|Exception)\b.*:", line.strip())]
-    message = errors[-1].strip() if errors else "see the crash file"
-    message = re.sub(r"^[\w.]*InputError: ", "", message)
-    # Iterable values are in the node's working directory: .../_subject_02/_session_06/glm
-    labels = dict(re.findall(r"/_(subject|session)_([A-Za-z0-9]+)", text))
-    where = " ".join(f"{prefix}-{labels[key]}" for key, prefix in
-                     (("subject", "sub"), ("session", "ses")) if key in labels)
-    stage = node.group(1).rsplit(".", 1)[-1] if node else "?"
-    where = f"{where} ({stage})" if where else stage
-    return f"{where}: {message} (details: {crash_file})"
+        # Plugins without status callbacks (SLURMGraph) report only this.
+        return failures.summaries(settings["crashdump_dir"]) or [f"workflow failed: {err}"]
+    return failures.summaries(settings["crashdump_dir"])
 
 
 def run_participant_level(config: Config) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-STATS = ("effect", "variance", "t", "z", "psc")
 CONFIG_NAME = "hermesflow_config.toml"
 
 
@@ -54,4 +53,4 @@ def group_file(output_dir: str | Path, task: str, atlas: str, desc: str, ext: st
     return Path(output_dir) / "group" / f"task-{task}_atlas-{atlas}_desc-{desc}{ext}"
 
 
-__all__ = ["STATS", "CONFIG_NAME", "SessionNames", "roi_table_pattern", "group_file"]
+__all__ = ["CONFIG_NAME", "SessionNames", "roi_table_pattern", "group_file"]

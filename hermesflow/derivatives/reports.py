@@ -33,6 +33,10 @@ th { background: #f3f3f3; } td.text { text-align: left; }
 img { max-width: 100%; }
 .note { color: #666; font-size: 0.85em; }
 """
+# ROI outline colours, given in ROI name order (matplotlib's tab10 without red and grey, which
+# the z map and the control arm use).
+PALETTE = ("tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink",
+           "tab:olive", "tab:cyan")
 
 
 def _figure_uri(figure) -> str:
@@ -67,22 +71,24 @@ def _page(title: str, body: str) -> str:
 def session_report(path: str | Path, *, title: str, z_map: str,
                    roi_masks: dict[tuple[str, str], np.ndarray], roi_table: pd.DataFrame,
                    lesion_side: str) -> Path:
-    """A session's z map with the MI-4a/4p outlines, and its ROI measures."""
+    """A session's z map with the outlines of its ROIs, and its ROI measures."""
     z_img = nib.load(z_map)
     display = plotting.plot_stat_map(z_img, threshold=3.1, display_mode="z",
                                      cut_coords=[40, 50, 60, 70], black_bg=False,
                                      title="move > rest (z > 3.1)")
-    colours = {"mi4a": "tab:blue", "mi4p": "tab:green"}
+    rois = sorted({roi for roi, _side in roi_masks})
+    colours = {roi: PALETTE[i % len(PALETTE)] for i, roi in enumerate(rois)}
     for (roi, _side), mask in roi_masks.items():
         if mask.any():
             display.add_contours(nib.Nifti1Image(mask.astype(np.uint8), z_img.affine),
-                                 levels=[0.5], colors=colours.get(roi, "black"), linewidths=1)
+                                 levels=[0.5], colors=colours[roi], linewidths=1)
     figure = _figure_uri(display.frame_axes.figure)
     display.close()
     wide = roi_table.pivot_table(index=["roi", "hemi", "side"], columns="measure",
                                  values="value", sort=False).reset_index()
-    body = (f"<p>Lesion side: <b>{html.escape(lesion_side)}</b>; outlines: MI-4a blue, "
-            f"MI-4p green.</p><img alt=\"z map\" src=\"{figure}\">"
+    legend = ", ".join(f"{html.escape(roi)} {colours[roi].removeprefix('tab:')}" for roi in rois)
+    body = (f"<p>Lesion side: <b>{html.escape(lesion_side)}</b>; outlines: {legend}.</p>"
+            f"<img alt=\"z map\" src=\"{figure}\">"
             f"<h2>ROI measures</h2>{_table(wide)}")
     return write_text(path, _page(title, body))
 
@@ -107,12 +113,21 @@ def _trajectories(long: pd.DataFrame, outcome: str):
 
 
 def group_report(path: str | Path, *, long: pd.DataFrame, models: pd.DataFrame,
-                 figure_outcomes: list[str], safety: dict[str, pd.DataFrame] | None = None
-                 ) -> Path:
-    """The trial's answer: arm x time terms per outcome, trajectories, safety."""
-    # Percent signal change, laterality and clinical scores: the measures a reader compares.
-    shown = models["outcome"].astype(str).str.contains(r"_(?:psc|li)$") | models[
-        "outcome"].isin(long.loc[~long["outcome"].str.startswith("mi4"), "outcome"].unique())
+                 figure_outcomes: list[str], table_outcomes: list[str] | None = None,
+                 safety: dict[str, pd.DataFrame] | None = None) -> Path:
+    """The trial's answer: arm x time terms per outcome, trajectories, safety.
+
+    Parameters
+    ----------
+    figure_outcomes
+        Outcomes drawn as trajectories by arm.
+    table_outcomes
+        Outcomes whose arm x time terms are tabulated (every modelled outcome if None).
+        The group stage chooses both from the measures' roles
+        (:func:`hermesflow.group.long_table.report_outcomes`).
+    """
+    shown = (models["outcome"].isin(table_outcomes) if table_outcomes is not None
+             else pd.Series(True, index=models.index))
     arm_terms = models[shown & models["term"].astype(str).str.startswith("arm:time")]
     columns = [c for c in ("outcome", "analysis_set", "term", "estimate", "ci_low", "ci_high",
                            "p_wald", "p_randomisation", "n_subjects", "n_observations",
@@ -124,8 +139,8 @@ def group_report(path: str | Path, *, long: pd.DataFrame, models: pd.DataFrame,
     n_sessions = long[["participant_id", "session_id"]].drop_duplicates().shape[0]
     body = (f"<p>{n_subjects} participants, {n_sessions} sessions.</p>"
             f"<h2>Trajectories by arm</h2>{figures}"
-            f"<h2>Arm x time (mixed models)</h2><p class=\"note\">Percent signal change, "
-            f"laterality and clinical scores; every outcome is in the model table "
+            f"<h2>Arm x time (mixed models)</h2><p class=\"note\">The reported ROI measures "
+            f"and the clinical scores; every outcome is in the model table "
             f"(desc-mixedlm.tsv).</p>{_table(arm_terms[columns])}")
     for name, table in (safety or {}).items():
         body += f"<h2>Safety: {html.escape(name.replace('_', ' '))}</h2>{_table(table)}"

@@ -10,6 +10,7 @@ fitted ``constant`` of the design (the signal at rest, unbiased by the task bloc
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import nibabel as nib
@@ -19,14 +20,8 @@ from nilearn.glm.first_level import FirstLevelModel
 
 from hermesflow.bids.layout import check_events
 from hermesflow.derivatives.writing import write_nifti
-from hermesflow.errors import InputError
-
-STAT_MAPS = {
-    "effect": "effect_size",
-    "variance": "effect_variance",
-    "t": "stat",
-    "z": "z_score",
-}
+from hermesflow.errors import InputError, RegistryError
+from hermesflow.glm.maps import STAT_MAPS, FittedContrast
 
 
 def load_confounds(path: str | Path, columns: list[str], n_volumes: int) -> pd.DataFrame:
@@ -62,16 +57,28 @@ def fit_session_glm(
     noise_model: str = "ar1",
     smoothing_fwhm: float | None = None,
     contrast: str = "move",
+    maps: Iterable[str] | None = None,
 ) -> dict[str, str]:
     """Fit the session GLM and write its maps into ``out_dir``.
+
+    Parameters
+    ----------
+    maps : iterable of str, optional
+        Names of the maps to compute (:data:`hermesflow.glm.maps.STAT_MAPS`); every
+        registered map by default.
 
     Returns
     -------
     dict
-        Paths of ``effect``, ``variance``, ``t``, ``z``, ``psc`` (percent signal change) and
-        ``baseline`` (fitted signal at rest) maps, and ``design`` (the design matrix TSV).
+        Path of each map by name (``effect``, ``variance``, ``t``, ``z``, ``psc``, ``baseline``
+        and any other registered map), and ``design`` (the design matrix TSV).
     """
     out = Path(out_dir)
+    names = list(STAT_MAPS if maps is None else maps)
+    unknown = [n for n in names if n not in STAT_MAPS]
+    if unknown:
+        raise RegistryError(f"unknown stat map(s) {', '.join(unknown)}; "
+                         f"registered: {', '.join(STAT_MAPS)}")
     try:
         # Read once, in float32: a truncated file fails here, with its name, not deep in nilearn.
         source = nib.load(bold)
@@ -102,26 +109,8 @@ def fit_session_glm(
         warnings.filterwarnings("ignore", message=".*Generation of a mask has been requested")
         model.fit(bold_img, events=events_table[["onset", "duration", "trial_type"]],
                   confounds=regressors)
-    maps = model.compute_contrast(contrast, output_type="all")
-    design = model.design_matrices_[0]
-    paths = {}
-    for name, key in STAT_MAPS.items():
-        paths[name] = str(write_nifti(out / f"{name}.nii.gz", maps[key]))
-    baseline = model.compute_contrast("constant", output_type="effect_size")
-    paths["baseline"] = str(write_nifti(out / "baseline.nii.gz", baseline))
-    paths["psc"] = str(write_nifti(out / "psc.nii.gz", percent_signal_change(
-        maps["effect_size"], baseline, nib.load(mask))))
+    fit = FittedContrast(model, contrast, nib.load(mask))
+    paths = {name: str(write_nifti(out / f"{name}.nii.gz", fit.map(name))) for name in names}
     paths["design"] = str(out / "design.tsv")
-    design.to_csv(paths["design"], sep="\t", index_label="frame_time")
+    model.design_matrices_[0].to_csv(paths["design"], sep="\t", index_label="frame_time")
     return paths
-
-
-def percent_signal_change(effect: nib.Nifti1Image, baseline: nib.Nifti1Image,
-                          mask: nib.Nifti1Image) -> nib.Nifti1Image:
-    """100 x effect / baseline signal, inside the mask (per unit of the task regressor)."""
-    effect_data = np.asarray(effect.dataobj, dtype=np.float64)
-    base_data = np.asarray(baseline.dataobj, dtype=np.float64)
-    inside = (np.asarray(mask.dataobj) > 0) & (base_data > 0)
-    psc = np.zeros(effect_data.shape, np.float32)
-    psc[inside] = 100.0 * effect_data[inside] / base_data[inside]
-    return nib.Nifti1Image(psc, effect.affine)

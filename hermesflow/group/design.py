@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from hermesflow.errors import HermesflowError
+from hermesflow.errors import HermesflowError, InputError
 
 #: Covariate name meaning "the outcome's own value at the first session".
 BASELINE = "baseline"
@@ -28,6 +28,10 @@ ANALYSIS_SETS = {"itt": "arm", "as_treated": "treated"}
 TIME_CODINGS = ("categorical", "linear", "log")
 #: Text that BIDS tables use for "missing" and that is therefore not bad input.
 _MISSING_TEXT = {"", "n/a", "na", "nan", "none", "null"}
+#: The values of ``treated`` (BIDS participants.tsv levels).
+TREATED_VALUES = ("yes", "no")
+#: Participant columns that record how the trial randomised, used by the relabellings.
+BLOCK_COLUMN, STRATUM_COLUMN = "block", "stratum"
 
 
 class ModelInputError(HermesflowError):
@@ -116,18 +120,79 @@ def session_order(long_table: pd.DataFrame) -> list[str]:
     return sorted(med.index, key=lambda s: (med[s], s))
 
 
-def code_labels(values: pd.Series, analysis_set: str, control_arm: str = "control") -> pd.Series:
-    """0/1 labels of an analysis set: ITT ``arm != control_arm``, as-treated ``treated == yes``."""
+def code_labels(values: pd.Series, analysis_set: str, control_arm: str = "control",
+                treatment_arm: str | None = None) -> pd.Series:
+    """0/1 labels of an analysis set: ITT ``arm`` (treatment 1, control 0), as-treated
+    ``treated`` (yes 1, no 0).
+
+    Missing values stay NaN.  With ``treatment_arm`` given, an ITT value that is neither arm
+    is an error (:func:`validate_design_columns` reports it with its row first); without it
+    every value other than ``control_arm`` counts as treatment.
+    """
     text = values.astype("string").str.strip().str.lower()
     if analysis_set == "itt":
         coded = (text != control_arm.lower()).astype(float)
+        known = {control_arm.lower(), (treatment_arm or "").lower()}
     elif analysis_set == "as_treated":
-        coded = text.isin(["yes", "y", "true", "1"]).astype(float)
+        coded = (text == "yes").astype(float)
+        known = set(TREATED_VALUES)
     else:
         raise ModelInputError(f"unknown analysis set {analysis_set!r}; use one of "
                               f"{', '.join(ANALYSIS_SETS)}")
     coded[values.isna()] = np.nan
+    unknown = sorted(set(text[values.notna()]) - known)
+    if unknown and (analysis_set == "as_treated" or treatment_arm is not None):
+        raise ModelInputError(f"{ANALYSIS_SETS[analysis_set]!r} value(s) "
+                              f"{', '.join(map(repr, unknown))} are not "
+                              f"{' or '.join(map(repr, sorted(known)))}")
     return coded
+
+
+def validate_design_columns(
+    participants: pd.DataFrame,
+    *,
+    control_arm: str,
+    treatment_arm: str,
+    strata: list[str] | tuple[str, ...] = (),
+    source: str = "participants.tsv",
+) -> None:
+    """Check the randomisation columns of the participant table before any model is fitted.
+
+    ``arm`` must be ``treatment_arm`` or ``control_arm`` (or missing), ``treated`` yes or no
+    (or missing); the stratification columns (configured ``strata`` and ``stratum``) and
+    ``block`` must have a value for every participant with an arm, since a participant
+    without one would otherwise form a stratum of their own.
+
+    Raises
+    ------
+    InputError
+        Naming the first offending row (participant) and ``source``.
+    """
+    table = participants.reset_index() if "participant_id" not in participants.columns \
+        else participants
+    allowed = {"arm": {control_arm.lower(), treatment_arm.lower()},
+               "treated": set(TREATED_VALUES)}
+    for column, values in allowed.items():
+        if column not in table.columns:
+            continue
+        text = table[column].astype("string").str.strip().str.lower()
+        bad = table[table[column].notna() & ~text.isin(values)]
+        if len(bad):
+            row = bad.iloc[0]
+            raise InputError(source, f"participant {row['participant_id']}: {column} "
+                             f"{row[column]!r} is not {' or '.join(sorted(values))}",
+                             "fix the row, or set control_arm / treatment_arm in [group]"
+                             if column == "arm" else "write yes or no")
+    design = [c for c in dict.fromkeys([*strata, STRATUM_COLUMN, BLOCK_COLUMN])
+              if c in table.columns]
+    randomised = table["arm"].notna() if "arm" in table.columns else \
+        pd.Series(True, index=table.index)
+    for column in design:
+        gap = table[randomised & table[column].isna()]
+        if len(gap):
+            raise InputError(source, f"participant {gap['participant_id'].iloc[0]}: "
+                             f"{column} is missing", f"record the participant's {column} "
+                             "(a missing value is not a stratum)")
 
 
 def coerce_values(values: pd.Series) -> tuple[pd.Series, list[str]]:
@@ -147,6 +212,7 @@ def build_design(
     covariates: list[str] | tuple[str, ...] = (),
     random_slope: bool = False,
     control_arm: str = "control",
+    treatment_arm: str | None = None,
     sessions: list[str] | None = None,
 ) -> ModelData:
     """Check one outcome's rows and build its model matrices.
@@ -166,8 +232,9 @@ def build_design(
         session (the response then keeps only the later sessions).
     random_slope : bool
         Random slope on time per participant (continuous time only).
-    control_arm : str
-        The ``arm`` value coded 0 in the ITT set.
+    control_arm, treatment_arm : str
+        The ``arm`` values coded 0 and 1 in the ITT set (no ``treatment_arm``: every value
+        but the control one is treatment).
     sessions : list of str, optional
         Session order; default from :func:`session_order` on ``long_table``.
 
@@ -198,7 +265,7 @@ def build_design(
     rows["value"] = values
     rows["session_id"] = rows["session_id"].astype(str)
     rows["months"] = pd.to_numeric(rows["months"], errors="coerce")
-    rows["label"] = code_labels(rows[label_column], analysis_set, control_arm)
+    rows["label"] = code_labels(rows[label_column], analysis_set, control_arm, treatment_arm)
     n_missing = int(rows["value"].isna().sum())
     if n_missing:
         notes.append(f"{n_missing} missing value(s) dropped")

@@ -12,12 +12,15 @@ import pandas as pd
 from hermesflow.errors import InputError
 from hermesflow.group.design import (
     ANALYSIS_SETS,
+    BLOCK_COLUMN,
+    STRATUM_COLUMN,
     ModelData,
     ModelInputError,
     build_design,
     code_labels,
     participant_table,
     session_order,
+    validate_design_columns,
 )
 from hermesflow.group.mixed import MixedFit, fit_mixed, joint_wald, wald_rows
 from hermesflow.group.randomisation import GLSRandomisation, relabellings
@@ -29,13 +32,15 @@ NOT_FITTED = "(not fitted)"
 REQUIRED_COLUMNS = ("participant_id", "session_id", "months", "outcome", "value")
 MODEL_COLUMNS = [
     "outcome", "analysis_set", "term", "estimate", "se", "ci_low", "ci_high", "statistic",
-    "df", "test", "p_wald", "p_randomisation", "randomisation_mcse", "n_permutations",
-    "n_permutations_dropped", "randomisation", "randomisation_null", "n_subjects",
+    "df", "df_denominator", "test", "p_wald", "p_randomisation", "randomisation_mcse", "n_permutations",
+    "n_permutations_dropped", "randomisation", "randomisation_null", "randomisation_scheme",
+    "n_assignments", "n_subjects",
     "n_observations", "converged", "fallback", "warnings", "time_coding", "method", "formula",
 ]
 
 
-def fit_group_models(long_table: pd.DataFrame, spec: Any) -> pd.DataFrame:
+def fit_group_models(long_table: pd.DataFrame, spec: Any, *,
+                     source: str = "participants.tsv") -> pd.DataFrame:
     """Fit ``value ~ arm * time (+ covariates)`` per outcome and analysis set.
 
     Parameters
@@ -48,7 +53,10 @@ def fit_group_models(long_table: pd.DataFrame, spec: Any) -> pd.DataFrame:
         Model specification: ``outcomes`` (empty: every outcome in the table),
         ``clinical_scores``, ``time``, ``covariates``, ``random_slope``, ``reml``,
         ``analysis_sets``, ``n_permutations``, ``seed``, ``strata``.  Optional attributes read
-        with defaults: ``control_arm`` ('control'), ``alpha`` (0.05), ``max_iter`` (None).
+        with defaults: ``control_arm`` ('control'), ``treatment_arm`` ('msc'), ``alpha``
+        (0.05), ``max_iter`` (None), ``ddf`` ('satterthwaite' or 'asymptotic').
+    source : str
+        Where the participant columns came from, for error messages.
 
     Returns
     -------
@@ -59,12 +67,15 @@ def fit_group_models(long_table: pd.DataFrame, spec: Any) -> pd.DataFrame:
         ``n_permutations`` is 0 and for terms that do not involve the arm.  Optional spec
         attributes for randomisation: ``randomisation_null`` ('sharp' or 'no_interaction', see
         :mod:`hermesflow.group.randomisation`), ``randomisation_exact`` (True: enumerate the
-        randomisation distribution when it has at most ``n_permutations`` members).
+        randomisation distribution when it has at most ``n_permutations`` members).  Columns
+        ``block`` and ``stratum`` of the participants, when present, make the relabellings
+        permuted blocks (within strata) as recorded.
 
     Raises
     ------
     InputError
-        Only when the table itself is unusable (required columns missing).
+        Only when the table itself is unusable: required columns missing, an ``arm`` that is
+        neither configured arm, ``treated`` not yes/no, a missing stratum or block.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in long_table.columns]
     if missing:
@@ -72,6 +83,9 @@ def fit_group_models(long_table: pd.DataFrame, spec: Any) -> pd.DataFrame:
                          "rebuild it with the ROI and clinical-score collection step")
     sessions = session_order(long_table)
     participants = participant_table(long_table)
+    validate_design_columns(participants, control_arm=_control(spec),
+                            treatment_arm=_treatment(spec), strata=list(spec.strata),
+                            source=source)
     rows: list[dict] = []
     for analysis_set in spec.analysis_sets:
         relabelled = _relabellings(participants, analysis_set, spec)
@@ -116,8 +130,8 @@ def fit_one_model(
     try:
         data = build_design(
             long_table, outcome, analysis_set, time=spec.time, covariates=spec.covariates,
-            random_slope=spec.random_slope, control_arm=getattr(spec, "control_arm", "control"),
-            sessions=sessions,
+            random_slope=spec.random_slope, control_arm=_control(spec),
+            treatment_arm=_treatment(spec), sessions=sessions,
         )
     except ModelInputError as err:
         return [_not_fitted(base, str(err))]
@@ -144,14 +158,16 @@ def _fit_rows(data: ModelData, spec: Any, base: dict, relabelled: pd.DataFrame |
     notes = list(data.notes) + fit.warnings
     if fit.random_slope != data.random_slope:
         notes.append("random slope dropped: the model with it did not converge")
-    rows = wald_rows(fit, names, alpha=getattr(spec, "alpha", 0.05))
+    ddf = getattr(spec, "ddf", "satterthwaite")
+    rows = wald_rows(fit, names, alpha=getattr(spec, "alpha", 0.05), ddf=ddf)
     interaction = data.arm_names[1:]
     if interaction:
-        rows.append(joint_wald(fit, names, interaction))
+        rows.append(joint_wald(fit, names, interaction, ddf=ddf))
     for row in rows:
         row.update(base, p_randomisation=np.nan, randomisation_mcse=np.nan,
                    n_permutations=0, n_permutations_dropped=0, randomisation="",
-                   randomisation_null="", converged=fit.converged, fallback=fit.fallback)
+                   randomisation_null="", randomisation_scheme="", n_assignments=np.nan,
+                   converged=fit.converged, fallback=fit.fallback)
     if relabelled is not None and len(relabelled):
         notes += _randomise(data, spec, fit, rows, relabelled)
     for row in rows:
@@ -211,7 +227,14 @@ def _randomise(data: ModelData, spec: Any, full: MixedFit, rows: list[dict],
             row.update(p_randomisation=result.p_joint, randomisation_mcse=result.mcse_joint)
         row.update(n_permutations=result.n_valid, n_permutations_dropped=result.n_dropped,
                    randomisation="exact" if exact else "monte carlo",
-                   randomisation_null=null_name)
+                   randomisation_null=null_name,
+                   randomisation_scheme=relabelled.attrs.get("scheme", ""),
+                   n_assignments=relabelled.attrs.get("size", np.nan))
+    size = relabelled.attrs.get("size")
+    alpha = getattr(spec, "alpha", 0.05)
+    if size and 1 / size > alpha:
+        notes.append(f"randomisation: the design allows only {size} assignments, so no "
+                     f"p_randomisation can be below 1/{size} = {1 / size:.3g} > alpha {alpha:g}")
     if result.n_dropped:
         notes.append(f"randomisation: {result.n_dropped} relabelling(s) left an arm term "
                      "inestimable and were dropped")
@@ -225,15 +248,26 @@ def _relabellings(participants: pd.DataFrame, analysis_set: str, spec: Any):
     column = ANALYSIS_SETS.get(analysis_set)
     if n <= 0 or column is None or column not in participants.columns:
         return None
-    labels = code_labels(participants[column], analysis_set,
-                         getattr(spec, "control_arm", "control")).dropna()
-    strata_cols = [s for s in spec.strata if s in participants.columns]
+    labels = code_labels(participants[column], analysis_set, _control(spec),
+                         _treatment(spec)).dropna()
+    wanted = list(dict.fromkeys([*spec.strata, STRATUM_COLUMN]))
+    strata_cols = [s for s in wanted if s in participants.columns]
     missing = sorted(set(spec.strata) - set(strata_cols))
     if missing:
         LOGGER.warning("strata column(s) not in the long table, ignored: %s", ", ".join(missing))
     strata = participants.loc[labels.index, strata_cols] if strata_cols else None
-    return relabellings(labels, n, strata=strata, seed=spec.seed,
+    blocks = participants.loc[labels.index, BLOCK_COLUMN] \
+        if BLOCK_COLUMN in participants.columns else None
+    return relabellings(labels, n, strata=strata, blocks=blocks, seed=spec.seed,
                         exact=getattr(spec, "randomisation_exact", True))
+
+
+def _control(spec: Any) -> str:
+    return str(getattr(spec, "control_arm", "control"))
+
+
+def _treatment(spec: Any) -> str:
+    return str(getattr(spec, "treatment_arm", "msc"))
 
 
 def _not_fitted(base: dict, reason: str, notes: list[str] | None = None) -> dict:

@@ -67,16 +67,21 @@ def relabellings(
     n_permutations: int,
     *,
     strata: pd.DataFrame | None = None,
+    blocks: pd.Series | None = None,
     seed: int = 0,
     exact: bool = True,
 ) -> pd.DataFrame:
-    """Re-randomise labels as the trial did: permute them within strata.
+    """Re-randomise labels as the trial did: permute them within strata, or within blocks.
 
     Permuting the observed labels keeps the number of each arm per stratum (so a 2:1 trial
     stays 2:1 in every stratum), which is the randomisation distribution of a trial with fixed
-    allocation counts.  When that distribution has at most ``n_permutations`` members (small
-    trials: 12 participants at 2:1 allow 495) and ``exact`` is true, every member is listed
-    once and ``attrs['exact']`` is True: the p-value is then exact, with no Monte-Carlo error.
+    allocation counts.  With ``blocks`` (permuted-block randomisation as recorded in
+    participants.tsv) the labels are permuted within each block of each stratum instead, so
+    every block keeps its size and its observed allocation (2 msc : 1 control in a block of
+    3): the distribution then has ``prod_b C(size_b, treated_b)`` members (12 participants in
+    blocks of 3 at 2:1: 3^4 = 81) rather than C(12, 4) = 495.  When that distribution has at
+    most ``n_permutations`` members and ``exact`` is true, every member is listed once and
+    ``attrs['exact']`` is True: the p-value is then exact, with no Monte-Carlo error.
 
     Parameters
     ----------
@@ -86,6 +91,8 @@ def relabellings(
         Number of relabellings drawn (with replacement from the randomisation distribution).
     strata : DataFrame, optional
         Participant-level stratification columns, same index as ``labels``.
+    blocks : Series, optional
+        Randomisation block of each participant (block ids may repeat across strata).
     seed : int
         Seed of the NumPy generator.
     exact : bool
@@ -94,14 +101,20 @@ def relabellings(
     Returns
     -------
     DataFrame
-        One row per relabelling, one column per participant.
+        One row per relabelling, one column per participant.  ``attrs``: ``exact``,
+        ``size`` (members of the randomisation distribution), ``scheme`` (in words).
     """
     values = labels.to_numpy(float)
-    if strata is None or strata.shape[1] == 0:
-        groups = np.zeros(len(values), int)
-    else:
-        keys = strata.reindex(labels.index).astype("string").fillna("n/a").agg("|".join, axis=1)
+    parts = []
+    if strata is not None and strata.shape[1]:
+        parts.append(strata.reindex(labels.index).astype("string").fillna("n/a"))
+    if blocks is not None:
+        parts.append(blocks.reindex(labels.index).astype("string").fillna("n/a").to_frame())
+    if parts:
+        keys = pd.concat(parts, axis=1).agg("|".join, axis=1)
         groups = pd.factorize(keys)[0]
+    else:
+        groups = np.zeros(len(values), int)
     members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
     size = math.prod(math.comb(len(idx), int(values[idx].sum())) for idx in members)
     if exact and size <= n_permutations:
@@ -112,8 +125,20 @@ def relabellings(
         for idx in members:
             out[:, idx] = rng.permuted(np.tile(values[idx], (n_permutations, 1)), axis=1)
     frame = pd.DataFrame(out, columns=labels.index)
-    frame.attrs["exact"] = bool(exact and size <= n_permutations)
+    frame.attrs.update(exact=bool(exact and size <= n_permutations), size=size,
+                       scheme=_scheme(strata, blocks, len(members)))
     return frame
+
+
+def _scheme(strata: pd.DataFrame | None, blocks: pd.Series | None, n_groups: int) -> str:
+    stratified = strata is not None and strata.shape[1] > 0
+    by = f" by {', '.join(map(str, strata.columns))}" if stratified else ""
+    if blocks is not None:
+        where = f" within strata{by}" if stratified else ""
+        return f"permuted blocks{where} ({n_groups} blocks)"
+    if stratified:
+        return f"permutation within strata{by} ({n_groups} strata)"
+    return "permutation of the whole trial"
 
 
 def _enumerate(values: np.ndarray, members: list[np.ndarray]) -> np.ndarray:

@@ -11,7 +11,6 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from hermesflow.derivatives.naming import STATS
 from hermesflow.derivatives.sink import sink_session
 from hermesflow.preproc.gather import gather_session
 
@@ -57,12 +56,10 @@ class _SessionSinkInputSpec(BaseInterfaceInputSpec):
     task = traits.Str(mandatory=True)
     space = traits.Str(mandatory=True)
     atlas = traits.Str(mandatory=True)
-    effect = File(exists=True, mandatory=True)
-    variance = File(exists=True, mandatory=True)
-    t = File(exists=True, mandatory=True)
-    z = File(exists=True, mandatory=True)
-    psc = File(exists=True, mandatory=True)
+    maps = traits.Dict(traits.Str, File(exists=True), mandatory=True,
+                       desc="stat maps to write, by name (stat-<name>)")
     roi_table = File(exists=True, mandatory=True)
+    roi_sidecar = File(exists=True, desc="JSON sidecar of the ROI table")
     report = File(exists=True, desc="HTML report of the session")
 
 
@@ -77,11 +74,11 @@ class SessionSink(SimpleInterface):
     output_spec = _SessionSinkOutputSpec
 
     def _run_interface(self, runtime):
-        maps = {stat: getattr(self.inputs, stat) for stat in STATS}
         written = sink_session(
             self.inputs.output_dir, self.inputs.subject, self.inputs.session,
-            self.inputs.task, self.inputs.space, self.inputs.atlas, maps, self.inputs.roi_table,
-            report=self.inputs.report or None,
+            self.inputs.task, self.inputs.space, self.inputs.atlas, dict(self.inputs.maps),
+            self.inputs.roi_table, report=self.inputs.report or None,
+            roi_sidecar=self.inputs.roi_sidecar or None,
         )
         self._results["roi_table"] = written["roi_table"]
         return runtime

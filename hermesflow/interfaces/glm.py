@@ -10,6 +10,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from hermesflow.glm.maps import STAT_MAPS, derivative_maps, roi_maps
 from hermesflow.glm.model import fit_session_glm
 
 
@@ -25,16 +26,18 @@ class _SessionGLMInputSpec(BaseInterfaceInputSpec):
     noise_model = traits.Str("ar1", usedefault=True)
     smoothing_fwhm = traits.Float(0.0, usedefault=True)
     contrast = traits.Str("move", usedefault=True)
+    # An input, not a constant: registering a map changes the node's hash, so cached GLMs that
+    # lack the new map are refitted (and an atlas change still leaves them alone).
+    stat_maps = traits.List(traits.Str, desc="maps to compute (default: every registered map)")
 
 
 class _SessionGLMOutputSpec(TraitedSpec):
-    effect = File(exists=True)
-    variance = File(exists=True)
-    t = File(exists=True)
-    z = File(exists=True)
-    psc = File(exists=True)
-    baseline = File(exists=True)
-    design = File(exists=True)
+    maps = traits.Dict(traits.Str, File(exists=True), desc="every computed map, by name")
+    derivative_maps = traits.Dict(traits.Str, File(exists=True),
+                                  desc="the maps written to OUTPUT_DIR, by name")
+    roi_maps = traits.Dict(traits.Str, File(exists=True),
+                           desc="the maps the ROI measures read, by name")
+    design = File(exists=True, desc="design matrix TSV")
 
 
 class SessionGLM(SimpleInterface):
@@ -43,8 +46,13 @@ class SessionGLM(SimpleInterface):
     input_spec = _SessionGLMInputSpec
     output_spec = _SessionGLMOutputSpec
 
+    def __init__(self, **inputs):
+        # Read the registry when the node is built, not when this module was imported.
+        inputs.setdefault("stat_maps", list(STAT_MAPS))
+        super().__init__(**inputs)
+
     def _run_interface(self, runtime):
-        self._results.update(fit_session_glm(
+        paths = fit_session_glm(
             self.inputs.bold, self.inputs.mask, self.inputs.confounds, self.inputs.events,
             self.inputs.t_r, runtime.cwd,
             confound_columns=list(self.inputs.confound_columns),
@@ -53,5 +61,10 @@ class SessionGLM(SimpleInterface):
             noise_model=self.inputs.noise_model,
             smoothing_fwhm=self.inputs.smoothing_fwhm,
             contrast=self.inputs.contrast,
-        ))
+            maps=list(self.inputs.stat_maps),
+        )
+        self._results["design"] = paths.pop("design")
+        self._results["maps"] = paths
+        self._results["derivative_maps"] = derivative_maps(paths)
+        self._results["roi_maps"] = roi_maps(paths)
         return runtime

@@ -1,8 +1,12 @@
-"""Nipype door to the group stage (:mod:`hermesflow.group.long_table`)."""
+"""Nipype doors to the group stage: compute the tables, write them, draw the report.
+
+``GroupModels`` (:func:`hermesflow.group.run.run_group`) keeps its tables in its own folder;
+``GroupSink`` (:func:`hermesflow.derivatives.group_sink.sink_group`) copies them into
+OUTPUT_DIR/group; ``GroupReport`` draws the page from the tables as written.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from nipype.interfaces.base import (
@@ -16,33 +20,89 @@ from nipype.interfaces.base import (
 )
 
 from hermesflow.config import Config
+from hermesflow.derivatives.group_sink import read_group_tables, sink_group, write_group_tables
+from hermesflow.derivatives.reports import group_report
+from hermesflow.group.long_table import read_sidecar_roles, report_outcomes
 from hermesflow.group.run import run_group
 
 
 class _GroupModelsInputSpec(BaseInterfaceInputSpec):
     roi_tables = InputMultiObject(File(exists=True), mandatory=True)
     bids_dir = Directory(mandatory=True)
-    output_dir = Directory(mandatory=True)
     config = File(mandatory=True, desc="the run's TOML configuration")
     n_expected = traits.Int(desc="sessions expected (for the log)")
 
 
 class _GroupModelsOutputSpec(TraitedSpec):
+    files = traits.Dict(traits.Str, File(exists=True),
+                        desc="'<desc>.<ext>' -> table in this node's folder")
     long_table = File(exists=True)
     models = File(exists=True)
 
 
 class GroupModels(SimpleInterface):
-    """Long table + mixed models of all sessions (the JoinNode's consumer)."""
+    """Long table + mixed models of all sessions (the JoinNode's consumer); writes no output."""
 
     input_spec = _GroupModelsInputSpec
     output_spec = _GroupModelsOutputSpec
 
     def _run_interface(self, runtime):
         config = Config.load(self.inputs.config)
-        outputs = run_group(list(self.inputs.roi_tables), self.inputs.bids_dir,
-                            self.inputs.output_dir, config)
-        self._results["long_table"] = outputs["long_table"]
-        self._results["models"] = outputs["models"]
-        (Path(runtime.cwd) / "outputs.json").write_text(json.dumps(outputs, indent=2))
+        tables = run_group(list(self.inputs.roi_tables), self.inputs.bids_dir, config,
+                           participant_ids=list(config.execution.participant_label))
+        files = write_group_tables(runtime.cwd, tables.by_file())
+        self._results["files"] = files
+        self._results["long_table"] = files["long.tsv"]
+        self._results["models"] = files["mixedlm.tsv"]
+        return runtime
+
+
+class _GroupSinkInputSpec(BaseInterfaceInputSpec):
+    output_dir = Directory(mandatory=True)
+    task = traits.Str(mandatory=True)
+    atlas = traits.Str(mandatory=True, desc="atlas label of the file names")
+    files = traits.Dict(traits.Str, File(exists=True), mandatory=True,
+                        desc="'<desc>.<ext>' -> file to copy")
+
+
+class _GroupSinkOutputSpec(TraitedSpec):
+    written = traits.Dict(traits.Str, File(exists=True),
+                          desc="'<desc>.<ext>' -> file as written in OUTPUT_DIR/group")
+
+
+class GroupSink(SimpleInterface):
+    """Copy group files into OUTPUT_DIR/group with their BIDS names (run every time)."""
+
+    input_spec = _GroupSinkInputSpec
+    output_spec = _GroupSinkOutputSpec
+
+    def _run_interface(self, runtime):
+        self._results["written"] = sink_group(self.inputs.output_dir, self.inputs.task,
+                                              self.inputs.atlas, dict(self.inputs.files))
+        return runtime
+
+
+class _GroupReportInputSpec(BaseInterfaceInputSpec):
+    tables = traits.Dict(traits.Str, File(exists=True), mandatory=True,
+                         desc="the group tables as written ('long.tsv', 'mixedlm.tsv', ...)")
+
+
+class _GroupReportOutputSpec(TraitedSpec):
+    files = traits.Dict(traits.Str, File(exists=True), desc="{'report.html': the page}")
+
+
+class GroupReport(SimpleInterface):
+    """Draw the group report page in this node's folder from the written tables."""
+
+    input_spec = _GroupReportInputSpec
+    output_spec = _GroupReportOutputSpec
+
+    def _run_interface(self, runtime):
+        long, models, safety = read_group_tables(dict(self.inputs.tables))
+        # The long table's sidecar carries the ROI measures' roles (Model, Report).
+        shown = report_outcomes(long, read_sidecar_roles(self.inputs.tables["long.json"]))
+        page = group_report(Path(runtime.cwd) / "report.html", long=long, models=models,
+                            figure_outcomes=shown.figures, table_outcomes=shown.table,
+                            safety=safety)
+        self._results["files"] = {"report.html": str(page)}
         return runtime

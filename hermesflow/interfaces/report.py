@@ -19,7 +19,8 @@ from hermesflow.roi.atlases import load_atlas, roi_masks
 
 
 class _SessionReportInputSpec(BaseInterfaceInputSpec):
-    z = File(exists=True, mandatory=True)
+    maps = traits.Dict(traits.Str, File(exists=True), mandatory=True,
+                       desc="GLM maps by name; the page shows 'z'")
     mask = File(exists=True, mandatory=True)
     roi_table = File(exists=True, mandatory=True)
     lesion_side = traits.Str(mandatory=True)
@@ -40,14 +41,14 @@ class SessionReport(SimpleInterface):
     output_spec = _SessionReportOutputSpec
 
     def _run_interface(self, runtime):
+        z_map = self.inputs.maps["z"]
         inside = nib.load(self.inputs.mask).get_fdata() > 0
-        masks = roi_masks(load_atlas(self.inputs.atlas), nib.load(self.inputs.z),
-                          self.inputs.threshold)
+        masks = roi_masks(load_atlas(self.inputs.atlas), nib.load(z_map), self.inputs.threshold)
         masks = {key: mask & inside for key, mask in masks.items()}
         self._results["report"] = str(session_report(
             Path(runtime.cwd) / "report.html",
             title=f"sub-{self.inputs.subject} ses-{self.inputs.session}: passive wrist movement",
-            z_map=self.inputs.z, roi_masks=masks,
+            z_map=z_map, roi_masks=masks,
             roi_table=pd.read_csv(self.inputs.roi_table, sep="\t"),
             lesion_side=self.inputs.lesion_side,
         ))

@@ -12,15 +12,13 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from hermesflow.derivatives.writing import write_tsv
-from hermesflow.roi.measures import extract_roi_measures
+from hermesflow.derivatives.writing import write_json, write_tsv
+from hermesflow.roi.measures import extract_roi_measures, roi_table_sidecar
 
 
 class _ROIMeasuresInputSpec(BaseInterfaceInputSpec):
-    effect = File(exists=True, mandatory=True)
-    psc = File(exists=True, mandatory=True)
-    t = File(exists=True, mandatory=True)
-    z = File(exists=True, mandatory=True)
+    maps = traits.Dict(traits.Str, File(exists=True), mandatory=True,
+                       desc="GLM maps the measures read, by name")
     mask = File(exists=True, mandatory=True)
     lesion_mask = traits.Either(None, File(exists=True), default=None, usedefault=True)
     lesion_side = traits.Str(mandatory=True, desc="L or R")
@@ -31,6 +29,7 @@ class _ROIMeasuresInputSpec(BaseInterfaceInputSpec):
 
 class _ROIMeasuresOutputSpec(TraitedSpec):
     table = File(exists=True, desc="long table: roi, hemi, side, measure, value")
+    sidecar = File(exists=True, desc="JSON sidecar: columns and each measure's roles")
 
 
 class ROIMeasures(SimpleInterface):
@@ -40,11 +39,12 @@ class ROIMeasures(SimpleInterface):
     output_spec = _ROIMeasuresOutputSpec
 
     def _run_interface(self, runtime):
-        maps = {name: getattr(self.inputs, name) for name in ("effect", "psc", "t", "z")}
         table = extract_roi_measures(
-            maps, self.inputs.mask, self.inputs.lesion_side,
+            dict(self.inputs.maps), self.inputs.mask, self.inputs.lesion_side,
             lesion_mask=self.inputs.lesion_mask, atlas=self.inputs.atlas,
             threshold=self.inputs.threshold, active_z=self.inputs.active_z,
         )
         self._results["table"] = str(write_tsv(Path(runtime.cwd) / "roi.tsv", table))
+        self._results["sidecar"] = str(write_json(Path(runtime.cwd) / "roi.json",
+                                                  roi_table_sidecar()))
         return runtime

@@ -25,6 +25,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from hermesflow.bids.layout import only_run
 from hermesflow.errors import InputError
 
 # Entities that say where a run's data are, not which run they are.
@@ -124,11 +125,7 @@ class PreprocessedSession:
 
     @property
     def single_run(self) -> PreprocessedRun:
-        if len(self.runs) != 1:
-            raise InputError(Path(self.runs[0].bold).parent,
-                             f"{len(self.runs)} runs where one was expected",
-                             "select one with --bids-filter-file")
-        return self.runs[0]
+        return only_run(self.runs)
 
     @property
     def bold(self) -> str:

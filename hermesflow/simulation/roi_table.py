@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from hermesflow.errors import ConfigError
+
 
 def simulate_roi_trial(
     n_participants: int = 31,
@@ -28,6 +30,7 @@ def simulate_roi_trial(
     sd_noise: float = 1.0,
     missing: float = 0.0,
     non_adherence: float = 0.0,
+    block_size: int | None = None,
     seed: int | np.random.Generator | None = 0,
 ) -> pd.DataFrame:
     """Simulate one trial's long table.
@@ -37,7 +40,8 @@ def simulate_roi_trial(
     n_participants : int
         Number randomised.
     allocation : (int, int)
-        Ratio msc : control; the msc count is ``round(n * a / (a + b))``, assigned at random.
+        Ratio msc : control.  Without ``block_size`` the msc count is ``round(n * a / (a + b))``
+        and the labels are a random permutation (complete randomisation with fixed counts).
     months : sequence of float
         Session times; session ids are ``ses-XX`` with zero-padded months.
     outcomes : sequence of str
@@ -55,6 +59,10 @@ def simulate_roi_trial(
         Probability that a follow-up session is missing (the first session never is).
     non_adherence : float
         Probability that an msc participant was not treated (``treated = 'no'``).
+    block_size : int, optional
+        Permuted-block randomisation: consecutive participants form blocks of this size
+        (a multiple of ``a + b``), each a random permutation of ``a : b`` labels in that
+        ratio (the last block may be cut short); the block is recorded in column ``block``.
     seed : int or Generator
         Random seed.
 
@@ -66,9 +74,13 @@ def simulate_roi_trial(
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     months = np.asarray(months, float)
     s = (months - months[0]) / (months[-1] - months[0])
-    n_msc = int(round(n_participants * allocation[0] / sum(allocation)))
-    arm = np.array(["msc"] * n_msc + ["control"] * (n_participants - n_msc))
-    arm = rng.permutation(arm)
+    if block_size is None:
+        n_msc = int(round(n_participants * allocation[0] / sum(allocation)))
+        arm = np.array(["msc"] * n_msc + ["control"] * (n_participants - n_msc))
+        arm = rng.permutation(arm)
+        block = None
+    else:
+        arm, block = _permuted_blocks(n_participants, allocation, block_size, rng)
     is_msc = (arm == "msc").astype(float)
     treated = np.where((arm == "msc") & (rng.random(n_participants) >= non_adherence),
                        "yes", "no")
@@ -80,6 +92,8 @@ def simulate_roi_trial(
         "lesion_side": rng.choice(["L", "R"], n_participants),
         "lesion_volume_ml": np.round(rng.lognormal(3, 0.6, n_participants), 1),
     })
+    if block is not None:
+        participants["block"] = block
     present = rng.random((n_participants, len(months))) >= missing
     present[:, 0] = True
     frames = []
@@ -98,4 +112,21 @@ def simulate_roi_trial(
     long = pd.concat(frames, ignore_index=True).merge(participants, on="participant_id")
     columns = ["participant_id", "session_id", "months", "arm", "treated", "age", "sex",
                "lesion_side", "lesion_volume_ml", "outcome", "value"]
+    if block is not None:
+        columns.insert(5, "block")
     return long[columns]
+
+
+def _permuted_blocks(n: int, allocation: tuple[int, int], block_size: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Arms by permuted blocks in the ``allocation`` ratio, and the block of each participant."""
+    unit = sum(allocation)
+    if block_size <= 0 or block_size % unit:
+        raise ConfigError(f"block size {block_size} is not a multiple of the allocation "
+                         f"{allocation[0]}:{allocation[1]}")
+    per_block = ["msc"] * (allocation[0] * block_size // unit) \
+        + ["control"] * (allocation[1] * block_size // unit)
+    n_blocks = -(-n // block_size)
+    arm = np.concatenate([rng.permutation(per_block) for _ in range(n_blocks)])[:n]
+    block = np.repeat(np.arange(1, n_blocks + 1), block_size)[:n]
+    return arm, block

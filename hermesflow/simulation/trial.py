@@ -111,6 +111,8 @@ def _participants(spec: SimulationSpec, rng) -> pd.DataFrame:
         "participant_id": [f"sub-{i + 1:02d}" for i in range(n)],
         "arm": arms,
         "treated": treated,
+        # The randomisation as drawn: the block each participant was allocated in.
+        "block": np.arange(n) // 3 + 1,
         "age": rng.integers(35, 81, n),
         "sex": rng.choice(["F", "M"], n),
         "lesion_side": rng.choice(["L", "R"], n),
@@ -178,6 +180,8 @@ def _write_top_level(out: Path, spec: SimulationSpec, participants: pd.DataFrame
             "yes": "received", "no": "not received"}},
         "age": {"Description": "Age at stroke", "Units": "year"},
         "sex": {"Description": "Sex", "Levels": {"F": "female", "M": "male"}},
+        "block": {"Description": "Randomisation block (permuted blocks of three, 2:1 "
+                           "cells:control)"},
         "lesion_side": {"Description": "Hemisphere of the ischaemic lesion", "Levels": {
             "L": "left", "R": "right"}},
     })

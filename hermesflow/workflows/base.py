@@ -7,8 +7,9 @@ Participant level
     per participant).
 Group level
     ``sessionsource`` iterates over the session ROI tables found in OUTPUT_DIR; a JoinNode
-    gathers them all into the long table and fits the mixed models.  Sessions that failed at
-    participant level are simply absent, and the group node reports the counts it used.
+    gathers them all into the long table and fits the mixed models; a sink writes the tables
+    into OUTPUT_DIR/group, and the report is drawn from them afterwards.  Sessions that failed
+    at participant level are simply absent.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from hermesflow.config import Config
-from hermesflow.interfaces.group import GroupModels
+from hermesflow.interfaces.group import GroupModels, GroupReport, GroupSink
+from hermesflow.roi.atlases import atlas_label
 from hermesflow.workflows.session import init_session_wf
 
 
@@ -58,10 +60,10 @@ def init_participant_wf(*, config: Config, pairs: list[tuple[str, str]],
             (fmriprep_wf, session_wf, [("outputnode.fmriprep_dir", "inputnode.fmriprep_dir")]),
         ])
     elif config.workflow.preproc == "native":
-        from hermesflow.workflows.native import init_native_wf
+        from hermesflow.workflows.native import init_native_preproc_wf
 
-        # One antspyx preprocessing node per subject x session, writing the fMRIPrep layout.
-        native_wf = init_native_wf(config=config)
+        # Per subject x session, one cached antspyx node per step, writing the fMRIPrep layout.
+        native_wf = init_native_preproc_wf(config=config)
         workflow.connect([
             (sessionsource, native_wf, [("subject", "inputnode.subject"),
                                         ("session", "inputnode.session")]),
@@ -74,18 +76,35 @@ def init_participant_wf(*, config: Config, pairs: list[tuple[str, str]],
 
 def init_group_wf(*, config: Config, roi_tables: list[str], config_file: str,
                   name: str = "hermesflow_group_wf") -> pe.Workflow:
-    """Join every session's ROI table and fit the group models in one final node."""
+    """Join every session's ROI table, fit the group models, write the tables, then the report.
+
+    ``group_models`` (a JoinNode) keeps its tables in its own folder; ``group_sink`` copies
+    them into OUTPUT_DIR/group; ``group_report`` draws the page from the tables as written and
+    ``report_sink`` copies it.  The tables never wait for the report: a report that fails
+    leaves them written.
+    """
+    ex, wf = config.execution, config.workflow
+    atlas = atlas_label(wf.atlas)
     workflow = pe.Workflow(name=name)
     sessionsource = pe.Node(niu.IdentityInterface(fields=["roi_table"]), name="sessionsource")
     sessionsource.iterables = ("roi_table", sorted(roi_tables))
     group = pe.JoinNode(
-        GroupModels(bids_dir=config.execution.bids_dir,
-                    output_dir=config.execution.output_dir,
-                    config=config_file, n_expected=len(roi_tables)),
+        GroupModels(bids_dir=ex.bids_dir, config=config_file, n_expected=len(roi_tables)),
         joinsource="sessionsource", joinfield=["roi_tables"], name="group_models",
     )
+    # Participants and sessions tables in BIDS_DIR are read but not hashed by Nipype.
     group.overwrite = True
-    workflow.connect(sessionsource, "roi_table", group, "roi_tables")
+    group_sink = pe.Node(GroupSink(output_dir=ex.output_dir, task=wf.task, atlas=atlas),
+                         name="group_sink", run_without_submitting=True, overwrite=True)
+    report = pe.Node(GroupReport(), name="group_report", overwrite=True)
+    report_sink = pe.Node(GroupSink(output_dir=ex.output_dir, task=wf.task, atlas=atlas),
+                          name="report_sink", run_without_submitting=True, overwrite=True)
+    workflow.connect([
+        (sessionsource, group, [("roi_table", "roi_tables")]),
+        (group, group_sink, [("files", "files")]),
+        (group_sink, report, [("written", "tables")]),
+        (report, report_sink, [("files", "files")]),
+    ])
     return workflow
 
 

@@ -6,7 +6,6 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from hermesflow.config import Config
-from hermesflow.derivatives.naming import STATS
 from hermesflow.interfaces.bids import GatherSession, SessionSink
 from hermesflow.interfaces.glm import SessionGLM
 from hermesflow.interfaces.report import SessionReport
@@ -23,8 +22,10 @@ def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:
     Outputs (``outputnode``)
         ``roi_table``: the session's ROI measures as written in OUTPUT_DIR.
 
-    The GLM node depends only on the data and the GLM options, so reprocessing with another
-    atlas reuses its cached result and recomputes only the ROI and sink nodes.
+    The GLM node depends only on the data, the GLM options and the registered stat maps, so
+    reprocessing with another atlas reuses its cached result and recomputes only the ROI,
+    report and sink nodes.  Maps travel as one ``name -> path`` dict per destination (the
+    GLM's registry says which maps are derivatives and which the ROI measures read).
     """
     wf_config, execution = config.workflow, config.execution
     workflow = pe.Workflow(name=name)
@@ -57,12 +58,12 @@ def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:
                        ("events", "events"), ("t_r", "t_r")]),
         (gather, roi, [("mask", "mask"), ("lesion_mask", "lesion_mask"),
                        ("lesion_side", "lesion_side")]),
-        (glm, roi, [(stat, stat) for stat in ("effect", "psc", "t", "z")]),
-        (glm, sink, [(stat, stat) for stat in STATS]),
-        (roi, sink, [("table", "roi_table")]),
+        (glm, roi, [("roi_maps", "maps")]),
+        (glm, sink, [("derivative_maps", "maps")]),
+        (roi, sink, [("table", "roi_table"), ("sidecar", "roi_sidecar")]),
         (inputnode, report, [("subject", "subject"), ("session", "session")]),
         (gather, report, [("mask", "mask"), ("lesion_side", "lesion_side")]),
-        (glm, report, [("z", "z")]),
+        (glm, report, [("roi_maps", "maps")]),
         (roi, report, [("table", "roi_table")]),
         (report, sink, [("report", "report")]),
         (sink, outputnode, [("roi_table", "roi_table")]),
