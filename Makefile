@@ -6,7 +6,7 @@ DEMO ?= demo
 DEMO_PARTICIPANTS ?= 12
 NPROCS ?= 2
 
-.PHONY: install demo test lint bench slow clean
+.PHONY: install demo test check lint bench slow clean
 
 $(BIN)/hermesflow: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,11 +33,17 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest -n $(NPROCS) --dist loadfile --durations=15
 
+# The whole suite as CI runs it, 0 skipped: installs podman, SLURM and Chromium (apt-get, as
+# root), starts them, runs `make test`, stops them.
+check:
+	.ci/run
+
 slow: install
 	$(BIN)/python -m pytest -m slow
 
+# One table of figures and goals; `make bench QUICK=1` for small sizes (a few minutes).
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info

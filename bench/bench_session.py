@@ -9,7 +9,11 @@ Simulates one demo-sized session (4 mm, 120 volumes by default), then in this on
 * the participant level through Nipype for the session's dataset (engine overhead included),
 
 and prints each as a ratio to the baseline (median of repeats), plus peak memory of the GLM
-as a multiple of the BOLD array's size.  Machines are shared: read ratios, not seconds.
+as a multiple of the BOLD array's size, and the GLM's top hotspots (cProfile, file:line).
+Machines are shared: read ratios, not seconds.
+
+Figures: GLM + ROI per session / BOLD load (goal <= 1.5); GLM peak memory above imports /
+BOLD float32 bytes (goal <= 2.5).
 
     python bench/bench_session.py [--voxel-size 4] [--repeats 3]
 """
@@ -17,6 +21,8 @@ as a multiple of the BOLD array's size.  Machines are shared: read ratios, not s
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import resource
 import statistics
 import subprocess
@@ -27,6 +33,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from figures import Figure, table
 
 from hermesflow.glm.model import fit_session_glm
 from hermesflow.preproc.collect import collect_session
@@ -68,53 +75,80 @@ def _glm_peak_mb(args: list[str]) -> tuple[float, float]:
     return after, before
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--voxel-size", type=float, default=4.0)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+def hotspots(function, top: int = 3) -> list[str]:
+    """The ``top`` functions by own time in one call of ``function``, as file:line."""
+    profile = cProfile.Profile()
+    profile.runcall(function)
+    stats = pstats.Stats(profile).sort_stats("tottime")
+    lines = []
+    for (path, line, name), (_, _, own, _, _) in list(stats.stats.items()):
+        lines.append((own, f"{path}:{line}({name}) {own:.2f} s"))
+    return [text for _, text in sorted(lines, reverse=True)[:top]]
 
+
+def figures(quick: bool = False, voxel_size: float = 4.0, repeats: int | None = None,
+            pipeline: bool = True) -> list[Figure]:
+    repeats = repeats or (1 if quick else 3)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         bids = simulate_trial(root / "bids", participants=1, sessions=(1,), seed=1,
-                              voxel_size=args.voxel_size)
+                              voxel_size=voxel_size)
         prep = collect_session(bids / "derivatives" / "fmriprep", "01", "01", t_r=2.0)
         events = str(bids / "sub-01/ses-01/func/sub-01_ses-01_task-passivewrist_events.tsv")
         bold_img = nib.load(prep.bold)
         n_bytes = np.prod(bold_img.shape) * 4
 
         load = _median_seconds(lambda: nib.load(prep.bold).get_fdata(dtype=np.float32),
-                               args.repeats)
+                               repeats)
         maps = {}
 
         def glm():
             maps.update(fit_session_glm(prep.bold, prep.mask, prep.confounds, events, 2.0,
                                         root / "glm", confound_columns=CONFOUNDS))
 
-        glm_time = _median_seconds(glm, args.repeats)
+        glm_time = _median_seconds(glm, repeats)
         roi_time = _median_seconds(
             lambda: extract_roi_measures(maps, prep.mask, "L", lesion_mask=prep.lesion_mask),
-            args.repeats)
+            repeats)
+        glm_hot = hotspots(glm)
         peak_mb, import_mb = _glm_peak_mb([prep.bold, prep.mask, prep.confounds, events,
-                                str(root / "glm_mem")])
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "hermesflow.cli.run", str(bids),
-                        str(root / "out"), "participant", "-w", str(root / "work"),
-                        "--nprocs", "1", "--skip-bids-validation"], check=True,
-                       capture_output=True)
-        pipeline = time.perf_counter() - start
+                                           str(root / "glm_mem")])
+        pipeline_s = None
+        if pipeline:
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "hermesflow.cli.run", str(bids),
+                            str(root / "out"), "participant", "-w", str(root / "work"),
+                            "--nprocs", "1", "--skip-bids-validation"], check=True,
+                           capture_output=True)
+            pipeline_s = time.perf_counter() - start
 
     shape = "x".join(str(n) for n in bold_img.shape)
     print(f"BOLD {shape} ({n_bytes / 2**20:.0f} MB as float32); load (baseline) {load:.3f} s")
     print(f"GLM / load                     {glm_time / load:8.1f}   ({glm_time:.2f} s)")
     print(f"ROI extraction / load          {roi_time / load:8.1f}   ({roi_time:.2f} s)")
-    print(f"participant level (1 session, Nipype, process start) / load "
-          f"{pipeline / load:8.1f}   ({pipeline:.1f} s)")
+    if pipeline_s is not None:
+        print(f"participant level (1 session, Nipype, process start) / load "
+              f"{pipeline_s / load:8.1f}   ({pipeline_s:.1f} s)")
     extra = (peak_mb - import_mb) * 2**20 / n_bytes
     print(f"GLM peak RSS {peak_mb:.0f} MB, of which imports {import_mb:.0f} MB; "
           f"(peak - imports) / BOLD size {extra:.1f}")
+    print("GLM hotspots (own time, one fit):\n  " + "\n  ".join(glm_hot))
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"(this process peaked at {usage:.0f} MB)")
+    note = f"{shape}, {voxel_size:g} mm"
+    return [
+        Figure("GLM + ROI per session / BOLD load", (glm_time + roi_time) / load, 1.5, "<=",
+               f"{note}; top: {glm_hot[0].split(' ')[0] if glm_hot else '-'}"),
+        Figure("GLM peak memory / BOLD float32 bytes", extra, 2.5, "<=", note),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--voxel-size", type=float, default=4.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(table(figures(voxel_size=args.voxel_size, repeats=args.repeats)))
     return 0
 
 

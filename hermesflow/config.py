@@ -47,9 +47,19 @@ class WorkflowConfig:
     task: str = "passivewrist"
     preproc: str = "existing"
     fmriprep_dir: str = ""
+    # fMRIPrep's --output-spaces form: NAME or NAME:res-N (file names keep space-NAME).
     space: str = "MNI152NLin2009cAsym"
-    atlas: str = "juelich"
+    # fMRIPrep's --bids-filter-file (a path; its "bold" query selects the runs).
+    bids_filter_file: str = ""
+    # Volumes removed at the start of every run; -1: those fMRIPrep flagged as
+    # non_steady_state_outlier* in the confounds table (as nilearn's load_confounds does).
+    dummy_scans: int = -1
+    # --atlas: a source's name or a path; several (a list) are processed in one run.
+    atlas: str | list[str] = "juelich"
     atlas_threshold: float = 25.0
+    # --rois: region names or regular expressions; empty: the atlas's default regions
+    # (Juelich: BA4a and BA4p), all of a file atlas's regions.
+    rois: list[str] = field(default_factory=list)
     confounds: list[str] = field(
         default_factory=lambda: [
             "trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z",
@@ -60,8 +70,16 @@ class WorkflowConfig:
     high_pass: float = 0.01
     noise_model: str = "ar1"
     smoothing_fwhm: float = 0.0
+    # trial_type values of events.tsv that are modelled (each must be present in every run).
+    conditions: list[str] = field(default_factory=lambda: ["move"])
+    # The contrast whose maps are written and measured: a nilearn expression of conditions.
     contrast: str = "move"
     active_z: float = 3.1
+
+    @property
+    def atlases(self) -> list[str]:
+        """Every atlas of the run (``atlas`` is one name or path, or a list of them)."""
+        return [self.atlas] if isinstance(self.atlas, str) else list(self.atlas)
 
 
 @dataclass
@@ -89,6 +107,25 @@ class GroupConfig:
     # "asymptotic" (z and chi-square).
     ddf: str = "satterthwaite"
     max_iter: int = 0  # 0: statsmodels' default
+    # The pre-specified primary family (each outcome's joint arm x time test), adjusted for
+    # multiplicity within each analysis set ("holm" or "hochberg"); the rest is secondary.
+    primary: list[str] = field(default_factory=lambda: [
+        "nihss_motor", "fm_motor", "mi4a_ipsi_psc", "mi4p_ipsi_psc"])
+    primary_analysis_set: str = "as_treated"
+    multiplicity: str = "holm"
+    # Outcomes on an ordinal scale, flagged as modelled as Gaussian.
+    ordinal_outcomes: list[str] = field(default_factory=lambda: ["mrs"])
+
+
+@dataclass
+class QCConfig:
+    """Motion limits of a session (framewise displacement, mm) and whether failures count."""
+
+    fd_threshold: float = 0.5
+    max_mean_fd: float = 0.5
+    max_fraction_above: float = 0.2
+    # true: sessions over the limits are left out of the group models (and listed).
+    exclude: bool = False
 
 
 @dataclass
@@ -116,6 +153,7 @@ class Config:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     workflow: WorkflowConfig = field(default_factory=WorkflowConfig)
     group: GroupConfig = field(default_factory=GroupConfig)
+    qc: QCConfig = field(default_factory=QCConfig)
     containers: ContainersConfig = field(default_factory=ContainersConfig)
     nipype: NipypeConfig = field(default_factory=NipypeConfig)
 
@@ -138,6 +176,7 @@ class Config:
                         f"{source}: unknown key {key!r} in [{section_name}] -- "
                         f"use one of {', '.join(sorted(known))}"
                     )
+                _check_value(section, section_name, key, value, source)
                 setattr(section, key, value)
 
     def save(self, path: str | Path) -> Path:
@@ -160,3 +199,55 @@ class Config:
 
 
 _SECTIONS = tuple(f.name for f in fields(Config))
+
+# The keys whose values are names from a fixed set (a list key: each of its items).
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("execution", "analysis_level"): ("participant", "group"),
+    ("workflow", "preproc"): ("existing", "fmriprep", "native"),
+    ("workflow", "noise_model"): ("ar1", "ols"),
+    ("group", "time"): ("categorical", "linear", "log"),
+    ("group", "ddf"): ("satterthwaite", "asymptotic"),
+    ("group", "randomisation_null"): ("sharp", "no_interaction"),
+    ("group", "multiplicity"): ("holm", "hochberg"),
+    ("group", "analysis_sets"): ("itt", "as_treated"),
+    ("group", "primary_analysis_set"): ("itt", "as_treated"),
+    ("containers", "engine"): ("none", "docker", "podman", "apptainer", "singularity"),
+    ("nipype", "crashfile_format"): ("txt", "pklz"),
+}
+_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number",
+               "bool": "true or false", "list[str]": "a list of strings"}
+
+
+def _type_ok(expected: str, value: Any) -> bool:
+    # TOML gives bool, int, float, str, list: bool is an int in Python, never a number here.
+    if "|" in expected:
+        return any(_type_ok(part.strip(), value) for part in expected.split("|"))
+    if expected == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if expected == "int":
+        return isinstance(value, int)
+    if expected == "float":
+        return isinstance(value, (int, float))
+    if expected == "str":
+        return isinstance(value, str)
+    if expected == "list[str]":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return True
+
+
+def _check_value(section: Any, section_name: str, key: str, value: Any, source: str) -> None:
+    """Raise a one-line ConfigError for a value of the wrong type or outside its choices."""
+    expected = str(next(f.type for f in fields(section) if f.name == key))
+    if not _type_ok(expected, value):
+        raise ConfigError(f"{source}: [{section_name}] {key} = {value!r} is not "
+                          f"{_TYPE_NAMES.get(expected, expected)} -- write {key} as "
+                          f"{_TYPE_NAMES.get(expected, expected)}")
+    choices = CHOICES.get((section_name, key))
+    if choices is None:
+        return
+    bad = [v for v in (value if isinstance(value, list) else [value]) if v not in choices]
+    if bad:
+        raise ConfigError(f"{source}: [{section_name}] {key} = {value!r}: unknown value "
+                          f"{bad[0]!r} -- use one of {', '.join(choices)}")

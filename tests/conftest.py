@@ -70,3 +70,15 @@ def null_trial(tmp_path_factory) -> ProcessedTrial:
     """A trial with no treatment effect at all."""
     return process_trial(_shared_root(tmp_path_factory) / "null_trial", effect_size=0.0,
                          seed=12)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under ``HERMESFLOW_NO_SKIP=1`` (set by ``.ci/run`` / ``make check``) a skip is a failure:
+    the command that claims to test the real engines must not pass without them."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("HERMESFLOW_NO_SKIP") == "1" and report.skipped \
+            and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but HERMESFLOW_NO_SKIP=1 forbids skips: {report.longrepr}"

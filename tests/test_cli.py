@@ -204,7 +204,8 @@ def test_a_failing_group_report_leaves_the_tables_written(dataset, one_bad_sessi
     names = sorted(p.name for p in group.iterdir() if p.is_file())
     assert names == [f"task-passivewrist_atlas-juelich_desc-{desc}" for desc in
                      ("long.json", "long.tsv", "mixedlm.json", "mixedlm.tsv",
-                      "safetybyevent.tsv", "safetybywindow.tsv", "safetyfeasibility.tsv")]
+                      "safetybyevent.tsv", "safetybywindow.tsv", "safetyfeasibility.tsv",
+                      "sessionqc.tsv")]
     long = pd.read_csv(group / names[1], sep="\t")
     assert set(long["session_id"]) == {"ses-01", "ses-06"}
     assert len(long[long["outcome"] == "mi4p_ipsi_psc"]) == 5, "the five sessions that ran"
@@ -215,3 +216,111 @@ def test_a_failing_group_report_leaves_the_tables_written(dataset, one_bad_sessi
     caplog.clear()
     assert main(argv) == 0
     assert "<p>3 participants, 6 sessions.</p>" in blocker.read_text()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--output-space", "MNI152NLin2009cAsym:cohort-1"],
+     "output space 'MNI152NLin2009cAsym:cohort-1': unknown modifier 'cohort-1' -- write it as "
+     "SPACE or SPACE:res-N, as fMRIPrep does"),
+    (["--bids-filter-file", "missing.json"],
+     "missing.json: filter file not found -- check the --bids-filter-file path"),
+    (["--contrast", "move - grasp"],
+     "[workflow] contrast 'move - grasp' uses grasp, not a modelled condition (move) -- add it "
+     "to --conditions or fix --contrast"),
+    (["--dummy-scans", "-2"], "--dummy-scans -2: must be 0 or more"),
+])
+def test_selection_and_model_flags_are_checked_in_one_line(dataset, tmp_path, capsys, flags,
+                                                           message):
+    status = main([str(dataset), str(tmp_path / "out"), "participant", "--skip-bids-validation",
+                   *flags])
+    assert status == 2
+    assert message in _last_error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_up_front_check_follows_the_configured_conditions(dataset, tmp_path, caplog):
+    status = main([str(dataset), str(tmp_path / "out"), "participant", "--skip-bids-validation",
+                   "--participant-label", "01", "--conditions", "grasp", "--contrast", "grasp"])
+    assert status == 2, "no session is usable"
+    errors = [r.getMessage() for r in caplog.records
+              if r.levelname == "ERROR" and r.name == "hermesflow"]
+    events = dataset / "sub-01/ses-01/func/sub-01_ses-01_task-passivewrist_events.tsv"
+    assert errors[0] == (f"sub-01 ses-01: {events}: no 'grasp' blocks in trial_type -- label "
+                         "those blocks 'grasp' or change [workflow] conditions (trial types "
+                         "here: move)")
+
+
+def test_unexpected_errors_are_one_line_and_traceback_only_with_v(dataset, tmp_path, capsys):
+    """An error hermesflow did not foresee still ends in one line; -v shows the traceback."""
+    config = tmp_path / "configs"
+    config.mkdir()  # a folder given as the config file: an OSError no check names
+    argv = [str(dataset), str(tmp_path / "out"), "participant", "--config", str(config)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"hermesflow: error: IsADirectoryError: [Errno 21] Is a directory: "
+                   f"'{config}' -- unexpected; rerun with -v for the traceback and report it"]
+    with pytest.raises(IsADirectoryError):
+        main([*argv, "-v"])
+
+
+def test_lock_names_the_live_run_and_breaks_only_when_it_is_gone(tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from hermesflow.cli.lock import output_lock
+    from hermesflow.errors import InputError
+
+    out, host = tmp_path / "out", socket.gethostname()
+    (out / "logs").mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = out / "logs" / f".run-{host}-{other.pid}.json"
+        record.write_text(json.dumps({"host": host, "pid": other.pid, "start": "then",
+                                      "level": "participant", "participants": ["01"],
+                                      "work_dir": "/w1"}))
+        # Disjoint participants in their own work folder (SLURM array tasks) may share it...
+        with output_lock(out, level="participant", participants=["02"], work_dir="/w2") as run:
+            mine = out / "logs" / f".run-{host}-{run['pid']}.json"
+            assert json.loads(mine.read_text())["participants"] == ["02"]
+        assert not mine.exists(), "released at the end"
+        # ...the same participant, or a group run, may not.
+        for level, labels in (("participant", ["01"]), ("group", [])):
+            with pytest.raises(InputError) as caught, output_lock(
+                    out, level=level, participants=labels, work_dir="/w3"):
+                pass
+            assert str(caught.value) == (
+                f"{out}: in use by another hermesflow run (host {host}, pid {other.pid}, "
+                f"started then, participant level, 01; lock {record}) -- wait for it to end "
+                "or stop it (a lock is broken only when its process is gone)")
+    finally:
+        other.kill()
+        other.wait()
+    # Its process gone, the lock is broken, and the temp files a killed writer left removed.
+    orphan = out / "sub-01" / ".sub-01_x.tsv.abc123.tmp"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_text("half")
+    with output_lock(out, level="group", participants=[], work_dir="/w1"):
+        assert not record.exists() and not orphan.exists()
+
+
+def test_a_sessions_validator_error_leaves_out_that_session_only(dataset, tmp_path, caplog):
+    bids = tmp_path / "bids"
+    shutil.copytree(dataset, bids)
+    t1w = bids / "sub-02/ses-06/anat/sub-02_ses-06_T1w.nii.gz"
+    t1w.write_bytes(b"not a NIfTI")
+    before = _tree_digest(bids)
+    status = main([str(bids), str(tmp_path / "out"), "participant", "-w",
+                   str(tmp_path / "work"), "--participant-label", "02"])
+    assert status == 1
+    errors = [r.getMessage() for r in caplog.records
+              if r.levelname == "ERROR" and r.name == "hermesflow"]
+    assert errors == [f"sub-02 ses-06: {t1w}: BIDS validator NIFTI_HEADER_UNREADABLE: We were "
+                      "unable to parse header data from this NIfTI file. -- fix the file "
+                      "named, or leave the session out (--session-label, or "
+                      "--skip-bids-validation)"]
+    tables = sorted(p.name.split("_task")[0] for p in (tmp_path / "out").rglob("*.tsv")
+                    if p.name.endswith("_roimeasures.tsv"))
+    assert tables == ["sub-02_ses-01"]
+    assert _tree_digest(bids) == before

@@ -114,7 +114,9 @@ def test_failed_task_is_reported_and_resumed_alone(trial, capsys):
           f"{report.group.state}")
     states = {t.label: (t.state, t.exit_code) for t in report.tasks}
     assert states["01"] == states["03"] == ("COMPLETED", "0:0")
-    assert states["02"] == ("FAILED", "1:0")
+    # sub-02 has no usable session at all: its task exits 2 (nothing could run), and SLURM's
+    # accounting reports that exit code.
+    assert states["02"] == ("FAILED", "2:0")
     assert report.to_resubmit() == [1]
     assert main(["cluster", "status", str(out)]) == 1
     assert "FAILED" in capsys.readouterr().out

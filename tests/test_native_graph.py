@@ -23,7 +23,7 @@ from hermesflow.simulation.trial import simulate_trial  # noqa: E402
 from hermesflow.workflows.native import init_native_preproc_wf  # noqa: E402
 
 TASK = "passivewrist"
-STEPS = ("inputs", "motion", "bold2t1w", "t1w2mni", "apply", "confounds", "write")
+STEPS = ("inputs", "brain", "motion", "bold2t1w", "t1w2mni", "apply", "confounds", "write")
 
 
 def _config(root: Path, fail_nodes: tuple[str, ...] = ()) -> Config:
@@ -104,9 +104,9 @@ def test_crash_resume_and_changed_transform_rerun_only_what_depends(tmp_path):
     first = _ran(tmp_path)
     # Everything that does not need the T1w -> MNI transforms ran; the listed node crashed,
     # and nothing after it started.
-    assert {step for step, (_, done) in first.items() if done} == {"inputs", "motion",
+    assert {step for step, (_, done) in first.items() if done} == {"inputs", "brain", "motion",
                                                                    "bold2t1w"}
-    assert set(first) == {"inputs", "motion", "bold2t1w", "t1w2mni"}
+    assert set(first) == {"inputs", "brain", "motion", "bold2t1w", "t1w2mni"}
     failed = loadpkl(tmp_path / "work" / "native_preproc_wf" / "t1w2mni" / "result_t1w2mni.pklz")
     assert "failed on purpose" in failed.runtime.traceback
     assert list((tmp_path / "crash1").glob("crash-*t1w2mni*"))
@@ -117,7 +117,7 @@ def test_crash_resume_and_changed_transform_rerun_only_what_depends(tmp_path):
     assert all(done for _, done in second.values()) and set(second) == set(STEPS)
     # Resumed: the per-volume registrations were not repeated, the failed node ran.
     assert second["motion"] == first["motion"]
-    assert second["bold2t1w"] == first["bold2t1w"]
+    assert second["bold2t1w"] == first["bold2t1w"] and second["brain"] == first["brain"]
     assert second["t1w2mni"][0] > first["t1w2mni"][0]
     native = tmp_path / "out" / "sourcedata" / "hermesflow-native" / "sub-01" / "ses-01"
     confounds = pd.read_csv(native / "func" / f"sub-01_ses-01_task-{TASK}"
@@ -135,6 +135,7 @@ def test_crash_resume_and_changed_transform_rerun_only_what_depends(tmp_path):
     _run(tmp_path, "3", transform="Rigid")
     third = _ran(tmp_path)
     assert third["motion"] == first["motion"] and third["bold2t1w"] == first["bold2t1w"]
+    assert third["brain"] == first["brain"]
     for step in ("t1w2mni", "apply", "confounds", "write"):
         assert third[step][0] > second[step][0], step
     # The new model reached the one-shot resampling, and so the written BOLD.

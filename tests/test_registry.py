@@ -7,6 +7,7 @@ functions: GLM -> ROI measures -> session sink -> long table -> models -> group 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,9 +53,11 @@ from hermesflow.simulation.trial import SimulationSpec, simulate_trial
 TASK, SPACE = "passivewrist", "MNI152NLin2009cAsym"
 CONFOUNDS = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z",
              "framewise_displacement"]
-BUILT_IN = ["n_voxels", "effect", "psc", "peak_t", "n_active", "li"]
-NEW = ["mi4a_contra_frac_active", "mi4a_ipsi_frac_active", "mi4p_contra_frac_active",
-       "mi4p_ipsi_frac_active"]
+BUILT_IN = ["n_voxels", "effect", "psc", "peak_t", "n_active", "n_voxels_atlas", "frac_lesioned",
+            "destroyed", "mean_t", "frac_active", "psc_weighted", "li"]
+MODELLED = ["effect", "psc", "peak_t", "n_active", "li"]
+NEW = ["mi4a_contra_share_active", "mi4a_ipsi_share_active", "mi4p_contra_share_active",
+       "mi4p_ipsi_share_active"]
 
 
 @dataclass
@@ -85,21 +88,21 @@ def small_trial(tmp_path_factory) -> tuple[Path, list[Session]]:
 
 
 @pytest.fixture
-def frac_active():
+def share_active():
     """A measure registered by the test only: the fraction of the ROI's voxels that are active."""
 
-    @roi_measure("frac_active", per="hemisphere", model=True, report=True)
+    @roi_measure("share_active", per="hemisphere", model=True, report=True)
     def fraction(voxels: Voxels) -> float:
         """Fraction of the ROI's voxels that are active."""
         return voxels.active.mean() if voxels.n_voxels else np.nan
 
-    yield "frac_active"
-    unregister_measure("frac_active")
+    yield "share_active"
+    unregister_measure("share_active")
 
 
 def test_built_in_registries():
     assert list(MEASURES) == BUILT_IN, "no test leaves a measure behind"
-    assert [m.name for m in MEASURES.values() if m.model] == BUILT_IN[1:]
+    assert [m.name for m in MEASURES.values() if m.model] == MODELLED
     assert [m.name for m in MEASURES.values() if m.report] == ["psc", "li"]
     assert list(STAT_MAPS) == ["effect", "variance", "t", "z", "baseline", "psc"]
     assert [n for n, s in STAT_MAPS.items() if s.derivative] == [
@@ -113,21 +116,23 @@ def test_built_in_registries():
         roi_measure("x", per="voxel")
 
 
-def test_new_measure_reaches_roi_long_and_model_tables_and_report(small_trial, frac_active,
+def test_new_measure_reaches_roi_long_and_model_tables_and_report(small_trial, share_active,
                                                                   tmp_path):
     bids, sessions = small_trial
     out = tmp_path / "out"
     roi_tables = []
     for s in sessions:
-        table = extract_roi_measures(roi_maps(s.maps), s.inputs["mask"], s.inputs["lesion_side"],
+        table = extract_roi_measures(roi_maps(s.maps), s.maps["mask"], s.inputs["lesion_side"],
                                      lesion_mask=s.inputs["lesion_mask"])
         # The new measure follows the built-in ones in each hemisphere; li stays last.
         hemi_rows = table[table["roi"] == "mi4p"]
-        assert list(hemi_rows["measure"]) == [*BUILT_IN[:-1], "frac_active"] * 2 + ["li"]
+        assert list(hemi_rows["measure"]) == [*BUILT_IN[:-1], "share_active"] * 2 + ["li"]
         values = table.set_index(["roi", "hemi", "measure"])["value"]
         for roi in ("mi4a", "mi4p"):
             for hemi in ("ipsi", "contra"):
                 expected = values[roi, hemi, "n_active"] / values[roi, hemi, "n_voxels"]
+                assert values[roi, hemi, "share_active"] == pytest.approx(expected, abs=1e-12)
+                # The built-in frac_active is the same number.
                 assert values[roi, hemi, "frac_active"] == pytest.approx(expected, abs=1e-12)
         folder = tmp_path / f"roi_{s.subject}_{s.session}"
         folder.mkdir()
@@ -139,19 +144,19 @@ def test_new_measure_reaches_roi_long_and_model_tables_and_report(small_trial, f
         roi_tables.append(written["roi_table"])
     # Active voxels are found in the ipsilesional MI-4p, where the simulator puts activity.
     measured = pd.concat(pd.read_csv(t, sep="\t") for t in roi_tables)
-    ipsi = measured.query("roi == 'mi4p' and hemi == 'ipsi' and measure == 'frac_active'")
+    ipsi = measured.query("roi == 'mi4p' and hemi == 'ipsi' and measure == 'share_active'")
     assert len(ipsi) == len(sessions) == 18
     assert ipsi["value"].between(0, 1).all() and ipsi["value"].mean() > 0.1
 
     # The group stage knows the measure only from the ROI tables' sidecars.
     roles = read_measure_roles(roi_tables)
-    assert roles["frac_active"] == {"Description": "Fraction of the ROI's voxels that are active",
+    assert roles["share_active"] == {"Description": "Fraction of the ROI's voxels that are active",
                                     "Per": "hemisphere", "Model": True, "Report": True}
     spec = GroupConfig(n_permutations=0, analysis_sets=["itt"])
     long = build_long_table(roi_tables, bids, spec.clinical_scores)
     new_rows = long[long["outcome"].isin(NEW)]
     assert len(new_rows) == 4 * 18
-    merged = new_rows[new_rows["outcome"] == "mi4p_ipsi_frac_active"].merge(
+    merged = new_rows[new_rows["outcome"] == "mi4p_ipsi_share_active"].merge(
         ipsi.assign(participant_id=ipsi["participant_id"].astype(str)),
         on=["participant_id", "session_id"])
     assert np.allclose(merged["value_x"], merged["value_y"])
@@ -161,21 +166,21 @@ def test_new_measure_reaches_roi_long_and_model_tables_and_report(small_trial, f
     assert outcomes[-len(spec.clinical_scores):] == spec.clinical_scores
     assert len(outcomes) == 4 * 5 + 2 + len(spec.clinical_scores)
     models = fit_group_models(long, dataclasses.replace(spec, outcomes=outcomes))
-    rows = models[models["outcome"] == "mi4p_ipsi_frac_active"].set_index("term")
+    rows = models[models["outcome"] == "mi4p_ipsi_share_active"].set_index("term")
     assert rows.loc["Intercept", "n_subjects"] == 6
     assert rows.loc["Intercept", "n_observations"] == 18
     assert np.isfinite(rows.loc["arm:time[ses-24]", "estimate"])
 
     shown = report_outcomes(long, roles)
-    assert shown.figures == ["mi4a_ipsi_frac_active", "mi4a_ipsi_psc", "mi4p_ipsi_frac_active",
-                             "mi4p_ipsi_psc", "nihss_motor", "fm_motor"]
+    assert shown.figures == ["mi4a_ipsi_psc", "mi4a_ipsi_share_active", "mi4p_ipsi_psc",
+                             "mi4p_ipsi_share_active", "nihss_motor", "fm_motor"]
     assert set(NEW) <= set(shown.table) and "mi4p_ipsi_effect" not in shown.table
     page = group_report(tmp_path / "report.html", long=long, models=models,
                         figure_outcomes=shown.figures, table_outcomes=shown.table).read_text()
-    assert page.count("<img") == 6
-    assert 'alt="mi4p_ipsi_frac_active"' in page
-    assert "<td class=\"text\">mi4p_contra_frac_active</td>" in page
-    assert "<td class=\"text\">mi4p_ipsi_effect</td>" not in page
+    # One trajectory per figure outcome (other figures, such as a forest plot, aside).
+    alts = re.findall(r'<img alt="(?:trajectory )?([^"]+)"', page)
+    assert [a for a in alts if a in shown.figures] == shown.figures
+    assert "mi4p_ipsi_effect" not in alts
 
 
 def test_outcomes_follow_the_roles(tmp_path):
@@ -231,7 +236,7 @@ def test_new_stat_map_is_computed_and_written_by_the_sink(small_trial, tmp_path)
                                                              "psc", "se"))
     se = np.asarray(nib.load(func / f"{prefix}_stat-se_statmap.nii.gz").dataobj)
     variance = np.asarray(nib.load(func / f"{prefix}_stat-variance_statmap.nii.gz").dataobj)
-    inside = np.asarray(nib.load(s.inputs["mask"]).dataobj) > 0
+    inside = np.asarray(nib.load(s.maps["mask"]).dataobj) > 0
     assert np.allclose(se[inside] ** 2, variance[inside], rtol=1e-5)
     assert variance[inside].min() > 0
     # The same GLM maps as without the new one.

@@ -41,7 +41,9 @@ def test_group_report_renders(effect_trial, tmp_path):
     page = effect_trial.out / "group" / "task-passivewrist_atlas-juelich_desc-report.html"
     dom, pixels = _render(tmp_path, page)
     assert "arm:time[ses-24]" in dom and "mi4p_ipsi_psc" in dom
-    assert dom.count("<img") == 4, "one trajectory figure per reported outcome"
+    assert dom.count('alt="trajectory ') == 4, "one trajectory figure per reported outcome"
+    assert dom.count("<img") == 5, "and the forest plot"
+    assert "Trial flow" in dom and 'id="primary"' in dom
     assert f"{effect_trial.spec.participants} participants" in dom
     assert "Safety" in dom
     assert _colourful(pixels) > 500

@@ -74,3 +74,47 @@ def test_true_parameters_follow_the_documented_coding():
 def test_refuses_to_overwrite_a_dataset(tiny):
     with pytest.raises(FileExistsError):
         simulate_trial(tiny, seed=7, **TINY)
+
+
+def test_native_bold_equals_per_volume_resampling():
+    from hermesflow.simulation import images
+
+    rng = np.random.default_rng(3)
+    series = rng.normal(1000, 50, (9, 10, 11, 5)).astype(np.float32)  # C order, edges non-zero
+    affine = np.diag([-3.0, 3.0, 3.0, 1.0])
+    head = images.rigid_matrix(np.array([2.0, -1.0, 0.5, 0.02, -0.03, 0.01]))
+    motion = images.head_motion(5, rng, scale=5.0)
+    expected = np.stack([images.to_native(series[..., t], affine,
+                                          head @ images.rigid_matrix(motion[t]))
+                         for t in range(5)], axis=-1)
+    native = images.native_bold(series, affine, head, motion)
+    np.testing.assert_allclose(native, expected, rtol=1e-6, atol=1e-4)
+    assert native.flags.f_contiguous
+
+
+def test_ar1_noise_follows_its_recursion():
+    from hermesflow.simulation.images import ar1_noise
+
+    noise = ar1_noise((50, 7), 0.3, 1.0, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    innovations = rng.normal(0.0, np.sqrt(1 - 0.09), (50, 7)).astype(np.float32)
+    expected = np.empty((50, 7), np.float32)
+    expected[0] = rng.normal(0.0, 1.0, 7)
+    for t in range(1, 50):
+        expected[t] = 0.3 * expected[t - 1] + innovations[t]
+    assert noise.dtype == np.float32
+    np.testing.assert_allclose(noise, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_gzip_level_changes_bytes_not_data(tmp_path):
+    import nibabel as nib
+
+    from hermesflow.derivatives.writing import write_nifti
+
+    img = nib.Nifti1Image(np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6), np.eye(4))
+    fast = write_nifti(tmp_path / "fast.nii.gz", img, compresslevel=1)
+    default = write_nifti(tmp_path / "default.nii.gz", img)
+    assert np.array_equal(np.asanyarray(nib.load(fast).dataobj),
+                          np.asanyarray(nib.load(default).dataobj))
+    assert write_nifti(tmp_path / "again.nii.gz", img, compresslevel=1).read_bytes() \
+        == fast.read_bytes()

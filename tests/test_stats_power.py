@@ -44,3 +44,41 @@ def test_power_cli_writes_table_and_plot(tmp_path):
 def test_power_cli_rejects_bad_allocation(tmp_path, capsys):
     assert main([str(tmp_path), "--allocation", "two:one", "--n-trials", "1"]) == 2
     assert "--allocation" in capsys.readouterr().err
+
+
+def test_ci_coverage_counts_intervals_holding_the_truth():
+    from hermesflow.simulation.power import ci_coverage
+
+    scenario = Scenario(effect=2.0, months=(1.0, 6.0, 24.0))
+    # truth of arm:time[ses-24] is 2.0, of arm:time[ses-06] 2 * 5/23 (linear profile)
+    trials = pd.DataFrame({
+        "term": ["arm:time[ses-24]"] * 4 + ["arm:time[ses-06]"] * 2 + ["arm"],
+        "estimate": [2.0, 2.5, 1.0, 2.1, 0.4, 1.4, 0.0],
+        "se": [0.1, 0.2, 0.4, 0.1, 0.1, 0.1, 0.1],
+        "ci_low": [1.9, 1.9, 0.0, 2.05, 0.3, 1.3, -1.0],
+        "ci_high": [2.1, 3.1, 1.99, 2.2, 0.5, 1.5, 1.0],
+        "df": [20.0] * 7,
+    })
+    table = ci_coverage(trials, scenario).set_index("term")
+    assert "arm" not in table.index
+    assert table.loc["arm:time[ses-24]", "coverage"] == pytest.approx(0.5)
+    assert table.loc["arm:time[ses-24]", "true_value"] == pytest.approx(2.0)
+    # z intervals: |2.5-2| <= 1.96*0.2 false; |1-2| <= 0.78 false; |2.1-2| <= 0.196 true
+    assert table.loc["arm:time[ses-24]", "coverage_z"] == pytest.approx(0.5)
+    assert table.loc["arm:time[ses-06]", "true_value"] == pytest.approx(2 * 5 / 23)
+    assert table.loc["arm:time[ses-06]", "coverage"] == pytest.approx(0.5)
+
+
+def test_simulated_trials_carry_normal_theory_p_beside_satterthwaite():
+    from hermesflow.simulation.power import simulate_trials
+
+    spec = default_spec(n_permutations=0, analysis_sets=["itt", "as_treated"])
+    trials = simulate_trials(Scenario(n_participants=9, effect=1.0, non_adherence=0.3),
+                             3, spec, seed=4)
+    assert set(trials["analysis_set"]) == {"itt", "as_treated"}
+    single = trials[trials["term"] != "arm:time (joint)"]
+    # t on finite df has heavier tails than z: the small-sample p is always the larger
+    assert (single["p_z"] < single["p_wald"]).all()
+    assert (single["df"] < 30).all()
+    joint = trials[trials["term"] == "arm:time (joint)"]
+    assert (joint["p_z"] < joint["p_wald"]).all()

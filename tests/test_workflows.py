@@ -35,7 +35,8 @@ def test_participant_wf_iterates_over_each_subjects_sessions(tmp_path):
     assert source.itersource == ("subjectsource", "subject")
     assert source.iterables == [("session", {"01": ["01", "06"], "02": ["01"]})]
     names = {node.fullname for node in workflow._create_flat_graph().nodes}
-    stages = ("inputnode", "gather", "glm", "roi", "report", "sink", "outputnode")
+    stages = ("inputnode", "gather", "lesion", "glm", "maps_sink", "atlassource", "roi",
+              "report", "sink", "outputnode", "qc", "report_sink")
     assert names == {f"hermesflow_participant_wf.{n}" for n in ["subjectsource", "sessionsource"]
                      } | {f"hermesflow_participant_wf.session_wf.{n}" for n in stages}
     expanded = workflow._create_flat_graph()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -132,11 +133,13 @@ _SHORT = {"acquisition": "acq", "ceagent": "ce", "reconstruction": "rec", "direc
 
 
 def session_inputs(bids_dir: str, subject: str, session: str, task: str,
-                   bold_filters: dict | None = None, condition: str = "move") -> SessionInputs:
+                   bold_filters: dict | None = None, condition: str = "move",
+                   conditions: Sequence[str] | None = None) -> SessionInputs:
     """Find and check every BOLD run of ``task`` in one session, with its events.
 
     Echoes of one multi-echo run are one run (fMRIPrep combines them); ``bold_filters`` are
-    pybids filters from ``--bids-filter-file`` (its ``bold`` query).
+    pybids filters from ``--bids-filter-file`` (its ``bold`` query).  Every run's events must
+    hold each of ``conditions`` (default: ``condition`` alone).
     """
     layout = load_layout(str(bids_dir))
     where = Path(bids_dir) / f"sub-{subject}" / f"ses-{session}" / "func"
@@ -165,15 +168,18 @@ def session_inputs(bids_dir: str, subject: str, session: str, task: str,
                              "add it to the JSON sidecar")
         events = Path(re.sub(r"_(?:echo|part)-[^_]+", "",
                              re.sub(r"_bold\.nii(\.gz)?$", "_events.tsv", first.path)))
-        check_events(events, condition)
+        check_events(events, conditions or condition)
         timing = metadata.get("SliceTiming")
         runs.append(RawRun(label, first.path, str(events), float(t_r), len(files),
                            tuple(float(t) for t in timing) if timing else None))
     return SessionInputs(subject, session, tuple(runs))
 
 
-def check_events(path: Path, condition: str = "move") -> pd.DataFrame:
-    """Read an events file and check the columns and the condition the GLM needs."""
+def check_events(path: Path, condition: str | Sequence[str] = "move") -> pd.DataFrame:
+    """Read an events file and check the columns and the conditions the GLM models.
+
+    ``condition`` is one ``trial_type`` or several; each must have at least one block.
+    """
     if not path.exists():
         raise InputError(path, "events file missing", "write onset/duration/trial_type blocks")
     events = pd.read_csv(path, sep="\t")
@@ -185,9 +191,14 @@ def check_events(path: Path, condition: str = "move") -> pd.DataFrame:
         if not pd.api.types.is_numeric_dtype(events[column]):
             raise InputError(path, f"column '{column}' holds non-numeric values",
                              "write seconds as numbers")
-    if condition not in set(events["trial_type"]):
-        raise InputError(path, f"no '{condition}' blocks in trial_type",
-                         f"label the movement blocks '{condition}'")
+    wanted = [condition] if isinstance(condition, str) else list(condition)
+    present = set(events["trial_type"].astype(str))
+    for name in wanted:
+        if name not in present:
+            raise InputError(path, f"no '{name}' blocks in trial_type",
+                             f"label the movement blocks '{name}'" if name == "move" else
+                             f"label those blocks '{name}' or change [workflow] conditions "
+                             f"(trial types here: {', '.join(sorted(present))})")
     return events
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -16,13 +17,31 @@ VALIDATOR = "bids-validator-deno"
 
 @dataclass(frozen=True)
 class Issue:
+    """One finding of the validator: its code, where, and the validator's own words."""
+
     severity: str
     code: str
     location: str
     message: str
+    description: str = ""
 
     def __str__(self) -> str:
-        return f"{self.code} at {self.location or '(dataset)'}: {self.message}".strip()
+        return f"{self.code} at {self.location or '(dataset)'}: {self.words}".strip()
+
+    @property
+    def words(self) -> str:
+        """The validator's description of the code, then its message, on one line."""
+        return " ".join(f"{self.description} {self.message}".split())
+
+    @property
+    def session(self) -> tuple[str, str | None] | None:
+        """``(subject, session)`` the finding belongs to; session None for a whole participant
+        (``sub-X/sub-X_sessions.tsv``, session-less files); None for the dataset."""
+        found = _SESSION.match(self.location or "")
+        return None if found is None else (found["subject"], found["session"])
+
+
+_SESSION = re.compile(r"^/?sub-(?P<subject>[A-Za-z0-9]+)/(?:ses-(?P<session>[A-Za-z0-9]+)/)?")
 
 
 def validator_path() -> str | None:
@@ -45,17 +64,66 @@ def validate(dataset: str | Path, *, timeout: float = 600) -> list[Issue]:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
         raise InputError(dataset, f"the BIDS validator failed ({tail[0]})",
                          "run bids-validator-deno by hand to see why") from None
+    messages = report["issues"].get("codeMessages", {})
     return [Issue(i.get("severity", ""), i.get("code", ""), i.get("location", ""),
-                  i.get("issueMessage", "") or "")
+                  i.get("issueMessage", "") or "",
+                  _first_sentence(messages.get(i.get("code", ""), "")))
             for i in report["issues"]["issues"]]
 
 
-def check_dataset(dataset: str | Path) -> list[Issue]:
-    """Raise on validator errors (one line: count, first error, fix); return the warnings."""
+def _first_sentence(text: str) -> str:
+    text = " ".join(text.split())
+    head, dot, _ = text.partition(". ")
+    return head + "." if dot else text
+
+
+@dataclass(frozen=True)
+class Findings:
+    """The validator's report split by where it applies.
+
+    Attributes
+    ----------
+    warnings
+        Every warning (logged, never fatal).
+    errors
+        ``(subject, session)`` -> that session's errors; session None: every session of the
+        participant.
+    """
+
+    dataset: str
+    warnings: list[Issue]
+    errors: dict[tuple[str, str | None], list[Issue]]
+
+    def check_session(self, subject: str, session: str) -> None:
+        """Raise the first validator error of this session (or of its participant)."""
+        found = self.errors.get((subject, session)) or self.errors.get((subject, None))
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            first = found[0]
+            raise InputError(Path(self.dataset) / first.location.lstrip("/"),
+                             f"BIDS validator {first.code}: {first.words}{more}",
+                             "fix the file named, or leave the session out "
+                             "(--session-label, or --skip-bids-validation)")
+
+
+def check_dataset(dataset: str | Path) -> Findings:
+    """Validate; stop on dataset-level errors, attribute the others to their sessions.
+
+    Raises
+    ------
+    InputError
+        For an error outside every ``sub-*`` folder (``dataset_description.json``,
+        ``participants.tsv``, ...): nothing can run on such a dataset.
+    """
     issues = validate(dataset)
     errors = [i for i in issues if i.severity == "error"]
-    if errors:
-        raise InputError(dataset, f"{len(errors)} BIDS error(s), first: {errors[0]}",
+    dataset_level = [i for i in errors if i.session is None]
+    if dataset_level:
+        raise InputError(dataset, f"{len(dataset_level)} dataset-level BIDS error(s), first: "
+                         f"{dataset_level[0]}",
                          "fix the dataset (see bids-validator-deno) or pass "
                          "--skip-bids-validation")
-    return [i for i in issues if i.severity != "error"]
+    by_session: dict[tuple[str, str | None], list[Issue]] = {}
+    for issue in errors:
+        by_session.setdefault(issue.session, []).append(issue)
+    return Findings(str(dataset), [i for i in issues if i.severity != "error"], by_session)

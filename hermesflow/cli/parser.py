@@ -32,6 +32,23 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--task", help="task label of the passive-wrist runs "
                         "(default passivewrist)")
 
+    model = parser.add_argument_group("selection and model")
+    model.add_argument("--output-space", dest="space", metavar="SPACE[:res-N]",
+                       help="template space (and resolution) of the preprocessed BOLD, as "
+                            "fMRIPrep writes it (default MNI152NLin2009cAsym; e.g. "
+                            "MNI152NLin2009cAsym:res-2)")
+    model.add_argument("--bids-filter-file", type=Path, metavar="FILE",
+                       help="fMRIPrep's JSON filter file; its 'bold' query selects the runs "
+                            '(e.g. {"bold": {"run": 1, "echo": null}})')
+    model.add_argument("--dummy-scans", type=int, metavar="N",
+                       help="volumes to drop at the start of each run (default: those "
+                            "fMRIPrep flags as non_steady_state_outlier)")
+    model.add_argument("--conditions", nargs="+", metavar="TRIAL_TYPE",
+                       help="trial_type values of events.tsv that are modelled (default move)")
+    model.add_argument("--contrast", metavar="EXPRESSION",
+                       help="contrast of the conditions whose maps are measured, a nilearn "
+                            "expression such as 'move' or 'move - rest' (default move)")
+
     prep = parser.add_argument_group("preprocessing")
     prep.add_argument("--preproc", choices=["existing", "fmriprep", "native"],
                       help="source of preprocessed data: an existing fMRIPrep folder "
@@ -52,7 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
                            "e.g. --fmriprep-arg=--dummy-scans --fmriprep-arg=2")
 
     analysis = parser.add_argument_group("analysis")
-    analysis.add_argument("--atlas", help="'juelich' (default) or a path to an atlas image")
+    analysis.add_argument("--atlas", action="append",
+                          help="'juelich' (default) or an atlas image with its TSV: a "
+                               "TemplateFlow/BIDS-Atlas file (tpl-<T>_atlas-<A>_dseg.nii.gz, "
+                               "_probseg), a label image or a 4D probabilistic image; repeat "
+                               "for several atlases in one run (the GLMs are fitted once)")
+    analysis.add_argument("--rois", nargs="+", metavar="NAME_OR_REGEX",
+                          help="regions of the atlas, by name or regular expression (default: "
+                               "BA4a BA4p for juelich, every region of an atlas file)")
     analysis.add_argument("--atlas-threshold", type=float,
                           help="probability (percent) above which a voxel is in an ROI (25)")
     analysis.add_argument("--time", choices=["categorical", "linear", "log"],
@@ -76,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not run bids-validator-deno on the input first")
     run.add_argument("--config", type=Path, help="TOML configuration (flags override it)")
     run.add_argument("-v", "--verbose", action="count", default=0)
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="print warnings and errors only (no progress lines)")
     return parser
 
 
@@ -86,16 +112,21 @@ def build_simulate_parser() -> argparse.ArgumentParser:
                     "ground truth (derivatives/simulation).",
     )
     parser.add_argument("out", type=Path, help="new folder for the dataset")
-    parser.add_argument("--participants", type=int, default=12)
+    parser.add_argument("--design", choices=["isis-hermes"],
+                        help="a published trial's preset (participants, visits, adherence, "
+                             "adverse-event rates, effect); the flags below override it")
+    # Defaults of None: the design's value, else the simulator's (12, 1,6,24, 0.5, 0.9).
+    parser.add_argument("--participants", type=int, help="number randomised (default 12)")
     parser.add_argument("--sessions", type=lambda s: [int(v) for v in _labels(s)],
-                        default=[1, 6, 24], help="months since stroke, e.g. 1,6,24")
-    parser.add_argument("--effect-size", type=float, default=0.5,
+                        help="months since stroke, e.g. 1,6,24 (the default)")
+    parser.add_argument("--effect-size", type=float,
                         help="treated-minus-control gain in ipsilesional %%-signal change by "
-                             "the last session (and proportional clinical gains)")
+                             "the last session (and proportional clinical gains; default 0.5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--voxel-size", type=float, default=4.0, help="mm (isotropic)")
-    parser.add_argument("--treated-fraction", type=float, default=0.9,
-                        help="share of patients randomised to cells who received them")
+    parser.add_argument("--treated-fraction", type=float,
+                        help="share of patients randomised to cells who received them "
+                             "(default 0.9)")
     parser.add_argument("--dropout", type=float, default=0.0,
                         help="probability that a participant misses the later sessions")
     return parser

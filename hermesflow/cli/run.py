@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from hermesflow.cli.index import write_index_page
+from hermesflow.cli.selection import bold_filters, check_selection
 from hermesflow.config import Config
 from hermesflow.errors import HermesflowError, InputError
 
@@ -19,8 +21,11 @@ LOGGER = logging.getLogger("hermesflow")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 done, 1 some failed, 2 unusable)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    _setup_logging(verbose=sum(a.count("v") for a in argv if re.fullmatch(r"-v+", a)))
+    verbose = sum(a.count("v") for a in argv if re.fullmatch(r"-v+", a)) + argv.count(
+        "--verbose")
+    _setup_logging(verbose=verbose, quiet=any(a in ("-q", "--quiet") for a in argv))
     try:
         if argv and argv[0] == "simulate":
             return _simulate(argv[1:])
@@ -36,12 +41,21 @@ def main(argv: list[str] | None = None) -> int:
     except HermesflowError as err:
         print(f"hermesflow: error: {err}", file=sys.stderr)
         return 2
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        # Every fault ends as one line; the traceback is for -v.
+        if verbose:
+            raise
+        print(f"hermesflow: error: {type(err).__name__}: {err} -- unexpected; rerun with -v "
+              "for the traceback and report it", file=sys.stderr)
+        return 2
 
 
-def _setup_logging(verbose: int) -> None:
+def _setup_logging(verbose: int, quiet: bool = False) -> None:
     logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s: %(message)s",
                         datefmt="%H:%M:%S", level=logging.WARNING)
-    LOGGER.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    # -q: warnings and errors only (no progress lines, no summaries).
+    LOGGER.setLevel(logging.WARNING if quiet and not verbose
+                    else logging.DEBUG if verbose > 1 else logging.INFO)
     from nipype import config as nipype_config
     from nipype import logging as nipype_logging
 
@@ -57,10 +71,17 @@ def _simulate(argv: list[str]) -> int:
     from hermesflow.simulation.trial import SimulationSpec, simulate_trial
 
     args = build_simulate_parser().parse_args(argv)
-    spec = SimulationSpec(participants=args.participants, sessions=tuple(args.sessions),
-                          effect_size=args.effect_size, seed=args.seed,
-                          voxel_size=args.voxel_size, treated_fraction=args.treated_fraction,
-                          dropout=args.dropout)
+    given = {"participants": args.participants, "effect_size": args.effect_size,
+             "sessions": tuple(args.sessions) if args.sessions else None,
+             "treated_fraction": args.treated_fraction}
+    options = dict({k: v for k, v in given.items() if v is not None}, seed=args.seed,
+                   voxel_size=args.voxel_size, dropout=args.dropout)
+    if args.design:
+        from hermesflow.simulation.designs import get_design
+
+        spec = get_design(args.design).simulation_spec(**options)
+    else:
+        spec = SimulationSpec(**options)
     start = time.monotonic()
     try:
         out = simulate_trial(args.out, spec)
@@ -85,8 +106,12 @@ def build_config(args) -> Config:
         (ex, "nprocs", args.nprocs), (ex, "skip_bids_validation", args.skip_bids_validation), (ex, "mem_gb", args.mem_gb),
         (ex, "work_dir", args.work_dir and str(args.work_dir.resolve())),
         (wf, "task", args.task), (wf, "preproc", args.preproc),
+        (wf, "space", args.space), (wf, "dummy_scans", args.dummy_scans),
+        (wf, "bids_filter_file", args.bids_filter_file and str(args.bids_filter_file.resolve())),
+        (wf, "conditions", args.conditions), (wf, "contrast", args.contrast),
         (wf, "fmriprep_dir", args.fmriprep_dir and str(args.fmriprep_dir.resolve())),
-        (wf, "atlas", args.atlas), (wf, "atlas_threshold", args.atlas_threshold),
+        (wf, "atlas", args.atlas), (wf, "rois", args.rois),
+        (wf, "atlas_threshold", args.atlas_threshold),
         (group, "time", args.time), (group, "random_slope", args.random_slope),
         (group, "covariates", args.covariates), (group, "n_permutations", args.n_permutations),
         (group, "randomisation_null", args.randomisation_null),
@@ -104,9 +129,28 @@ def build_config(args) -> Config:
     if not wf.fmriprep_dir and wf.preproc == "existing":
         wf.fmriprep_dir = str(Path(ex.bids_dir) / "derivatives" / "fmriprep")
     # With --preproc fmriprep and no folder given, fMRIPrep writes OUTPUT_DIR/sourcedata/fmriprep.
-    if wf.atlas.lower() != "juelich":
-        wf.atlas = str(Path(wf.atlas).resolve())
+    _set_atlases(config)
+    check_selection(config)
     return config
+
+
+def _set_atlases(config: Config) -> None:
+    """Atlas paths made absolute (nodes run elsewhere); at participant level, each atlas is
+    opened and its regions chosen now, so that a bad atlas or --rois stops the run."""
+    from hermesflow.roi.atlases import atlas_label, is_named, load_atlas
+
+    wf = config.workflow
+    atlases = [a if is_named(a) else str(Path(a).resolve()) for a in wf.atlases]
+    wf.atlas = atlases[0] if len(atlases) == 1 else atlases
+    labels = [atlas_label(a) for a in atlases]
+    if len(set(labels)) < len(labels):
+        raise InputError(None, f"two atlases have the same label ({', '.join(labels)}), so "
+                         "their outputs would share file names", "rename one of the files")
+    if config.execution.analysis_level == "participant":
+        for atlas in atlases:
+            # Regions checked now; the template against each session's maps in its ROI node,
+            # after the maps are written (an atlas in another space costs no GLM output).
+            load_atlas(atlas, wf.rois)
 
 
 def _check_paths(config: Config) -> None:
@@ -114,7 +158,8 @@ def _check_paths(config: Config) -> None:
 
     existing = config.workflow.preproc == "existing"
     check_paths(config.execution.bids_dir, config.execution.output_dir,
-                config.workflow.fmriprep_dir if existing else None)
+                config.workflow.fmriprep_dir if existing else None,
+                work_dir=config.execution.work_dir)
 
 
 def _bids_app(argv: list[str]) -> int:
@@ -154,6 +199,7 @@ def _prepare_outputs(config: Config) -> Path:
     # Statistical maps follow the BIDS statistical-derivatives proposal (BEP041), which the
     # schema does not hold yet; everything else must validate.
     ignored = ["*_statmap.nii.gz", "*_roimeasures.tsv", "*_roimeasures.json", "*_report.html",
+               "*_manifest.json", "index.html",
                "group", "logs", "sourcedata", CONFIG_NAME]
     write_text(out / ".bidsignore", "\n".join(ignored) + "\n")
     return config_file
@@ -164,13 +210,16 @@ def _check_sessions(config: Config, pairs: list[tuple[str, str]]) -> tuple[list,
     from hermesflow.bids.checks import check_sessions, raw_input_checks
 
     ex, wf = config.execution, config.workflow
-    checks = raw_input_checks(ex.bids_dir, wf.task, wf.preproc)
+    checks = raw_input_checks(ex.bids_dir, wf.task, wf.preproc, bold_filters=bold_filters(
+        config), conditions=wf.conditions)
     if wf.preproc == "existing":
         # The preprocessed files are a later stage's contract: bids/ is handed the check.
         from hermesflow.preproc.gather import gather_session
 
         checks.append(lambda subject, session: gather_session(
-            ex.bids_dir, wf.fmriprep_dir, subject, session, wf.task, wf.space))
+            ex.bids_dir, wf.fmriprep_dir, subject, session, wf.task, wf.space,
+            bids_filter_file=wf.bids_filter_file, conditions=wf.conditions,
+            need_confounds=bool(wf.confounds)))
     return check_sessions(pairs, checks)
 
 
@@ -189,16 +238,22 @@ def _nipype_settings(config: Config) -> dict:
 def _run_workflow(workflow, config: Config) -> list[str]:
     """Run with the configured plugin; return one line per failed node."""
     from hermesflow.cli.failures import NodeFailures
+    from hermesflow.cli.scheduler import run_with_plugin
 
     ex = config.execution
     settings = _nipype_settings(config)
     # A Workflow copies Nipype's global config when it is built: set its own copy.
     workflow.config["execution"].update(settings)
     failures = NodeFailures()
+    callback = failures
+    if LOGGER.isEnabledFor(logging.INFO):
+        from hermesflow.cli.progress import Callbacks, Progress, count_nodes
+
+        callback = Callbacks(failures, Progress(total=count_nodes(workflow)))
     plugin_args = {"n_procs": ex.nprocs, "memory_gb": ex.mem_gb, "raise_insufficient": False,
-                   "status_callback": failures}
+                   "status_callback": callback}
     try:
-        workflow.run(plugin=ex.plugin, plugin_args=plugin_args)
+        run_with_plugin(workflow, ex.plugin, plugin_args)
     except RuntimeError as err:
         # Plugins without status callbacks (SLURMGraph) report only this.
         return failures.summaries(settings["crashdump_dir"]) or [f"workflow failed: {err}"]
@@ -206,60 +261,123 @@ def _run_workflow(workflow, config: Config) -> list[str]:
 
 
 def run_participant_level(config: Config) -> int:
+    from hermesflow.bids.checks import check_sessions
     from hermesflow.bids.layout import query_sessions
+    from hermesflow.cli.certify import start_manifests
+    from hermesflow.cli.lock import output_lock
     from hermesflow.workflows.base import init_hermesflow_wf
 
     ex = config.execution
+    findings = None
     if not ex.skip_bids_validation:
         from hermesflow.bids.validate import check_dataset
 
-        warnings = check_dataset(ex.bids_dir)
-        LOGGER.info("BIDS validator: no errors, %d warning(s)", len(warnings))
+        # Dataset-level errors stop here; a session's errors leave out that session only.
+        findings = check_dataset(ex.bids_dir)
+        LOGGER.info("BIDS validator: %d session(s) with errors, %d warning(s)",
+                    len(findings.errors), len(findings.warnings))
+    _check_participants(ex.bids_dir)
     pairs = query_sessions(ex.bids_dir, config.workflow.task, ex.participant_label,
-                           ex.session_label)
-    good, problems = _check_sessions(config, pairs)
+                           ex.session_label, bold_filters=bold_filters(config))
+    problems: list[str] = []
+    if findings is not None:
+        pairs, problems = check_sessions(pairs, [findings.check_session])
+    good, more = _check_sessions(config, pairs)
+    problems += more
     for problem in problems:
         LOGGER.error(problem)
     if not good:
-        print("hermesflow: error: no session has usable inputs", file=sys.stderr)
-        return 1
-    _prepare_outputs(config)
-    LOGGER.info("participant level: %d session(s) of %d participant(s)", len(good),
-                len({s for s, _ in good}))
-    start = time.monotonic()
-    failures = _run_workflow(init_hermesflow_wf(config, pairs=good), config)
-    for failure in failures:
-        LOGGER.error(failure)
+        raise InputError(ex.bids_dir, f"no session has usable inputs ({len(problems)} "
+                         "refused, each named above)", "fix the inputs named above")
+    with output_lock(ex.output_dir, level="participant", participants=ex.participant_label,
+                     work_dir=ex.work_dir) as run:
+        _prepare_outputs(config)
+        start_manifests(config, good, problems, run)
+        LOGGER.info("participant level: %d session(s) of %d participant(s)", len(good),
+                    len({s for s, _ in good}))
+        start = time.monotonic()
+        failures = _run_workflow(init_hermesflow_wf(config, pairs=good), config)
+        for failure in failures:
+            LOGGER.error(failure)
+        write_index_page(ex.output_dir)
+    if problems or failures:
+        print(f"hermesflow: {len(good) - _failed_sessions(failures)} of "
+              f"{len(good) + len(problems)} session(s) completed; {len(problems)} refused "
+              f"before the run, {len(failures)} failure(s) in it (each named above)",
+              file=sys.stderr)
     LOGGER.info("participant level done in %.0f s; outputs in %s", time.monotonic() - start,
                 ex.output_dir)
     return 1 if problems or failures else 0
 
 
+def _check_participants(bids_dir: str) -> None:
+    """participants.tsv concerns every session: a fault in it stops the run, in one line."""
+    from hermesflow.bids.layout import read_participants
+
+    path = Path(bids_dir) / "participants.tsv"
+    try:
+        read_participants(bids_dir)
+    except UnicodeDecodeError as err:
+        raise InputError(path, f"is not UTF-8 text (byte 0x{err.object[err.start]:02x} at "
+                         f"offset {err.start})", "save it as UTF-8") from None
+
+
 def run_group_level(config: Config) -> int:
+    """The group level of each atlas in turn (its own long table, models and report)."""
+    import copy
+
+    status = 0
+    for atlas in config.workflow.atlases:
+        one = copy.deepcopy(config)
+        one.workflow.atlas = atlas
+        status = max(status, _run_group_atlas(one))
+    return status
+
+
+def _run_group_atlas(config: Config) -> int:
+    from hermesflow.cli.certify import certified_tables
+    from hermesflow.cli.lock import output_lock
     from hermesflow.derivatives.naming import group_file, roi_table_pattern
+    from hermesflow.preproc.collect import OutputSpace
     from hermesflow.roi.atlases import atlas_label
     from hermesflow.workflows.base import init_hermesflow_wf
 
     ex, wf = config.execution, config.workflow
     atlas = atlas_label(wf.atlas)
     tables = sorted(str(p) for p in Path(ex.output_dir).glob(
-        roi_table_pattern(wf.task, wf.space, atlas)))
+        roi_table_pattern(wf.task, OutputSpace.parse(wf.space).name, atlas)))
     labels = {s.removeprefix("sub-") for s in ex.participant_label}
     if labels:
         tables = [t for t in tables if Path(t).name.split("_")[0][4:] in labels]
     if not tables:
         raise InputError(ex.output_dir, f"no ROI tables for atlas '{atlas}'",
                          "run the participant level first (same OUTPUT_DIR and --atlas)")
-    config_file = _prepare_outputs(config)
-    LOGGER.info("group level: %d session ROI table(s)", len(tables))
-    failures = _run_workflow(
-        init_hermesflow_wf(config, roi_tables=tables, config_file=str(config_file)), config)
-    for failure in failures:
-        LOGGER.error(failure)
+    with output_lock(ex.output_dir, level="group", participants=ex.participant_label,
+                     work_dir=ex.work_dir):
+        found = len(tables)
+        # Only what the participant level certified: no truncated, stale or foreign table.
+        tables = certified_tables(config, tables, atlas)
+        if not tables:
+            raise InputError(ex.output_dir, f"none of the {found} ROI table(s) is certified "
+                             "(each named above)",
+                             "rerun the participant level on these sessions")
+        config_file = _prepare_outputs(config)
+        LOGGER.info("group level: %d session ROI table(s), %d left out", len(tables),
+                    found - len(tables))
+        failures = _run_workflow(
+            init_hermesflow_wf(config, roi_tables=tables, config_file=str(config_file)), config)
+        for failure in failures:
+            LOGGER.error(failure)
+        write_index_page(ex.output_dir)
     if not failures:
         folder = group_file(ex.output_dir, wf.task, atlas, "long").parent
         print(f"Group tables: {folder}")
-    return 1 if failures else 0
+    return 1 if failures or len(tables) < found else 0
+
+
+def _failed_sessions(failures: list[str]) -> int:
+    """How many sessions the failure lines name (``sub-X ses-Y (node): ...``)."""
+    return len({tuple(line.split()[:2]) for line in failures if line.startswith("sub-")})
 
 
 if __name__ == "__main__":  # pragma: no cover

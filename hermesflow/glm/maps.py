@@ -23,6 +23,7 @@ from functools import cached_property
 
 import nibabel as nib
 import numpy as np
+from nilearn.glm import compute_fixed_effects
 from nilearn.glm.first_level import FirstLevelModel
 
 from hermesflow.errors import RegistryError
@@ -35,26 +36,48 @@ _NAME = re.compile(r"^[A-Za-z0-9]+$")
 class FittedContrast:
     """What a map is computed from: the fitted model, the contrast, the brain mask.
 
+    A session of several runs is a ``FittedContrast`` whose ``runs`` are the runs' own (and
+    whose ``model`` is None): its contrast maps are nilearn's precision-weighted fixed effects
+    of the runs' maps (:func:`nilearn.glm.compute_fixed_effects`), so every map built on
+    ``contrast_maps`` combines by itself; a map that reads ``model`` combines its runs'
+    maps itself (:meth:`per_run`).
+
     Attributes
     ----------
-    model : nilearn.glm.first_level.FirstLevelModel
-        The fitted first-level model (one run).
+    model : nilearn.glm.first_level.FirstLevelModel or None
+        The fitted first-level model (one run); None for a combination of runs.
     contrast : str
-        The contrast of interest (a design column, ``move`` by default).
+        The contrast of interest (a nilearn expression of the conditions, ``move`` by default).
     mask : nibabel.Nifti1Image
-        The brain mask the model was fitted in.
+        The brain mask the model was fitted in (for runs: the voxels inside every run's).
+    runs : tuple of FittedContrast
+        The runs combined (empty for one run).
+    dof : float
+        Residual degrees of freedom (kept volumes minus design columns; summed over runs).
     """
 
-    model: FirstLevelModel
+    model: FirstLevelModel | None
     contrast: str
     mask: nib.Nifti1Image
+    runs: tuple[FittedContrast, ...] = ()
+    dof: float = 100.0
     _computed: dict[str, nib.Nifti1Image] = field(default_factory=dict, repr=False)
 
     @cached_property
     def contrast_maps(self) -> dict[str, nib.Nifti1Image]:
         """nilearn's maps of the contrast (``effect_size``, ``effect_variance``, ``stat``,
-        ``z_score``, ``p_value``), computed once for every map that needs them."""
-        return self.model.compute_contrast(self.contrast, output_type="all")
+        ``z_score``), computed once for every map that needs them."""
+        if not self.runs:
+            return self.model.compute_contrast(self.contrast, output_type="all")
+        effect, variance, stat, z = compute_fixed_effects(
+            self.per_run("effect"), self.per_run("variance"), mask=self.mask,
+            precision_weighted=True, dofs=[run.dof for run in self.runs])
+        return {"effect_size": effect, "effect_variance": variance, "stat": stat,
+                "z_score": z}
+
+    def per_run(self, name: str) -> list[nib.Nifti1Image]:
+        """The registered map ``name`` of each run (``[self.map(name)]`` for one run)."""
+        return [run.map(name) for run in self.runs] if self.runs else [self.map(name)]
 
     def map(self, name: str) -> nib.Nifti1Image:
         """The registered map ``name``, computed on first use."""
@@ -147,7 +170,12 @@ def z_score(fit: FittedContrast) -> nib.Nifti1Image:
 
 @stat_map("baseline", derivative=False)
 def baseline(fit: FittedContrast) -> nib.Nifti1Image:
-    """Fitted signal at rest: the ``constant`` of the design, unbiased by the task blocks."""
+    """Fitted signal at rest: the ``constant`` of the design, unbiased by the task blocks
+    (several runs: their mean)."""
+    if fit.runs:
+        data = np.mean([np.asarray(img.dataobj, np.float64) for img in fit.per_run("baseline")],
+                       axis=0)
+        return nib.Nifti1Image(data.astype(np.float32), fit.mask.affine)
     return fit.model.compute_contrast("constant", output_type="effect_size")
 
 

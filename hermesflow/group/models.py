@@ -23,6 +23,7 @@ from hermesflow.group.design import (
     validate_design_columns,
 )
 from hermesflow.group.mixed import MixedFit, fit_mixed, joint_wald, wald_rows
+from hermesflow.group.multiplicity import annotate
 from hermesflow.group.randomisation import GLSRandomisation, relabellings
 
 LOGGER = logging.getLogger("hermesflow")
@@ -36,6 +37,7 @@ MODEL_COLUMNS = [
     "n_permutations_dropped", "randomisation", "randomisation_null", "randomisation_scheme",
     "n_assignments", "n_subjects",
     "n_observations", "converged", "fallback", "warnings", "time_coding", "method", "formula",
+    "family", "p_adjusted", "adjustment", "outcome_type",
 ]
 
 
@@ -92,7 +94,7 @@ def fit_group_models(long_table: pd.DataFrame, spec: Any, *,
         for outcome in model_outcomes(long_table, spec):
             rows.extend(fit_one_model(long_table, outcome, analysis_set, spec,
                                       sessions=sessions, relabelled=relabelled))
-    table = pd.DataFrame(rows)
+    table = annotate(pd.DataFrame(rows).reindex(columns=MODEL_COLUMNS), spec, JOINT_TERM)
     return table.reindex(columns=MODEL_COLUMNS)
 
 

@@ -15,6 +15,7 @@ from hermesflow.bids.layout import read_participants
 from hermesflow.config import Config
 from hermesflow.group import MODEL_COLUMNS, fit_group_models, safety_tables
 from hermesflow.group.long_table import build_long_table, default_outcomes, read_measure_roles
+from hermesflow.group.qc import exclude_failed_sessions, session_qc
 from hermesflow.group.satterthwaite import inference_description
 
 LONG_SIDECAR = {
@@ -39,6 +40,9 @@ class GroupTables:
         ``phenotype/adverse_events.tsv``.
     long_sidecar, models_sidecar
         The JSON sidecars of ``long`` and ``models``.
+    session_qc
+        One row per session with imaging: its motion QC and whether it was ``excluded``
+        from the models (``[qc] exclude``).
     """
 
     long: pd.DataFrame
@@ -46,6 +50,7 @@ class GroupTables:
     safety: dict[str, pd.DataFrame]
     long_sidecar: dict
     models_sidecar: dict
+    session_qc: pd.DataFrame | None = None
 
     def by_file(self) -> dict[str, pd.DataFrame | dict]:
         """Every table keyed ``<desc>.<ext>`` (``long.tsv``, ``mixedlm.json``, ...).
@@ -58,6 +63,8 @@ class GroupTables:
             "mixedlm.tsv": self.models, "mixedlm.json": self.models_sidecar,
         }
         files.update({f"safety_{name}.tsv": table for name, table in self.safety.items()})
+        if self.session_qc is not None:
+            files["sessionqc.tsv"] = self.session_qc
         return files
 
 
@@ -101,6 +108,9 @@ def run_group(roi_tables: list[str], bids_dir: str, config: Config,
     long = build_long_table(roi_tables, bids_dir, spec.clinical_scores,
                             extra_columns=[*spec.strata, *spec.covariates],
                             participant_ids=participant_ids)
+    # Sessions over the motion limits: recorded always, left out of the models on request.
+    long, qc = exclude_failed_sessions(long, session_qc(roi_tables), spec.clinical_scores,
+                                       config.qc.exclude)
     roles = read_measure_roles(roi_tables)  # from the ROI tables' sidecars
     model_spec = dataclasses.replace(spec, outcomes=default_outcomes(long, spec, roles))
     models = fit_group_models(long, model_spec,
@@ -113,4 +123,4 @@ def run_group(roi_tables: list[str], bids_dir: str, config: Config,
     return GroupTables(long=long, models=models, safety=dict(safety),
                        long_sidecar={**{key: dict(value) for key, value in LONG_SIDECAR.items()},
                                      "Measures": roles},
-                       models_sidecar=models_sidecar(config))
+                       models_sidecar=models_sidecar(config), session_qc=qc)

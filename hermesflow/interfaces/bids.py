@@ -11,7 +11,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from hermesflow.derivatives.sink import sink_session
+from hermesflow.derivatives.sink import sink_maps, sink_session
 from hermesflow.preproc.gather import gather_session
 
 
@@ -21,16 +21,24 @@ class _GatherSessionInputSpec(BaseInterfaceInputSpec):
     subject = traits.Str(mandatory=True)
     session = traits.Str(mandatory=True)
     task = traits.Str(mandatory=True)
-    space = traits.Str("MNI152NLin2009cAsym", usedefault=True)
+    space = traits.Str("MNI152NLin2009cAsym", usedefault=True, desc="NAME or NAME:res-N")
+    bids_filter_file = traits.Str("", usedefault=True, desc="fMRIPrep's filter file, or ''")
+    conditions = traits.List(traits.Str, value=["move"], usedefault=True)
+    need_confounds = traits.Bool(True, usedefault=True,
+                                 desc="False: a confounds-free model, no table required")
 
 
 class _GatherSessionOutputSpec(TraitedSpec):
-    bold = File(exists=True)
-    mask = File(exists=True)
-    confounds = File(exists=True)
-    lesion_mask = traits.Either(None, File(exists=True))
-    events = File(exists=True)
-    t_r = traits.Float()
+    run_labels = traits.List(traits.Str, desc="run labels (run-1, acq-x_run-2, ...)")
+    bold = traits.List(File(exists=True), desc="preprocessed BOLD per run")
+    mask = traits.List(File(exists=True), desc="brain mask per run")
+    confounds = traits.List(traits.Str, desc="confounds TSV per run ('' when not needed)")
+    events = traits.List(File(exists=True), desc="events TSV per run")
+    t_r = traits.List(traits.Float, desc="repetition time per run (s)")
+    sidecar = traits.List(traits.Str, desc="preprocessed BOLD's JSON per run ('' if absent)")
+    lesion_mask = traits.Either(None, File(exists=True), desc="lesion in the BOLD's space")
+    raw_lesion = traits.Either(None, File(exists=True), desc="lesion on the T1w, to warp")
+    lesion_transforms = traits.List(File(exists=True), desc="fMRIPrep's T1w->space transforms")
     lesion_side = traits.Str()
 
 
@@ -44,9 +52,10 @@ class GatherSession(SimpleInterface):
         self._results.update(gather_session(
             self.inputs.bids_dir, self.inputs.fmriprep_dir, self.inputs.subject,
             self.inputs.session, self.inputs.task, self.inputs.space,
+            bids_filter_file=self.inputs.bids_filter_file or None,
+            conditions=list(self.inputs.conditions), need_confounds=self.inputs.need_confounds,
         ))
         return runtime
-
 
 
 class _SessionSinkInputSpec(BaseInterfaceInputSpec):
@@ -61,6 +70,8 @@ class _SessionSinkInputSpec(BaseInterfaceInputSpec):
     roi_table = File(exists=True, mandatory=True)
     roi_sidecar = File(exists=True, desc="JSON sidecar of the ROI table")
     report = File(exists=True, desc="HTML report of the session")
+    qc = File(exists=True, desc="motion QC JSON; its verdict goes into the ROI table")
+    glm_info = traits.Dict(desc="what went into the GLM (n_runs, ...), for the ROI sidecar")
 
 
 class _SessionSinkOutputSpec(TraitedSpec):
@@ -78,7 +89,35 @@ class SessionSink(SimpleInterface):
             self.inputs.output_dir, self.inputs.subject, self.inputs.session,
             self.inputs.task, self.inputs.space, self.inputs.atlas, dict(self.inputs.maps),
             self.inputs.roi_table, report=self.inputs.report or None,
-            roi_sidecar=self.inputs.roi_sidecar or None,
+            roi_sidecar=self.inputs.roi_sidecar or None, qc=self.inputs.qc or None,
+            glm_info=dict(self.inputs.glm_info) if self.inputs.glm_info else None,
         )
         self._results["roi_table"] = written["roi_table"]
+        return runtime
+
+
+class _MapsSinkInputSpec(BaseInterfaceInputSpec):
+    output_dir = Directory(mandatory=True)
+    subject = traits.Str(mandatory=True)
+    session = traits.Str(mandatory=True)
+    task = traits.Str(mandatory=True)
+    space = traits.Str(mandatory=True)
+    maps = traits.Dict(traits.Str, File(exists=True), mandatory=True,
+                       desc="stat maps to write, by name (stat-<name>)")
+
+
+class _MapsSinkOutputSpec(TraitedSpec):
+    maps = traits.Dict(traits.Str, File(exists=True), desc="the maps as written in OUTPUT_DIR")
+
+
+class MapsSink(SimpleInterface):
+    """Write a session's stat maps into OUTPUT_DIR right after the GLM (never cached)."""
+
+    input_spec = _MapsSinkInputSpec
+    output_spec = _MapsSinkOutputSpec
+
+    def _run_interface(self, runtime):
+        self._results["maps"] = sink_maps(
+            self.inputs.output_dir, self.inputs.subject, self.inputs.session, self.inputs.task,
+            self.inputs.space, dict(self.inputs.maps))
         return runtime

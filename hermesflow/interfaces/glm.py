@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -15,12 +17,15 @@ from hermesflow.glm.model import fit_session_glm
 
 
 class _SessionGLMInputSpec(BaseInterfaceInputSpec):
-    bold = File(exists=True, mandatory=True, desc="preprocessed BOLD (4D)")
-    mask = File(exists=True, mandatory=True, desc="brain mask on the BOLD grid")
-    confounds = File(exists=True, mandatory=True, desc="fMRIPrep confounds TSV")
-    events = File(exists=True, mandatory=True, desc="BIDS events TSV")
-    t_r = traits.Float(mandatory=True, desc="repetition time (s)")
+    bold = traits.List(File(exists=True), mandatory=True, desc="preprocessed BOLD per run")
+    mask = traits.List(File(exists=True), mandatory=True, desc="brain mask per run")
+    confounds = traits.List(traits.Str, desc="fMRIPrep confounds TSV per run ('': none)")
+    events = traits.List(File(exists=True), mandatory=True, desc="BIDS events TSV per run")
+    t_r = traits.List(traits.Float, mandatory=True, desc="repetition time per run (s)")
+    sidecar = traits.List(traits.Str, desc="preprocessed BOLD's JSON per run ('': none)")
     confound_columns = traits.List(traits.Str, mandatory=True)
+    conditions = traits.List(traits.Str, value=["move"], usedefault=True)
+    dummy_scans = traits.Int(-1, usedefault=True, desc="-1: fMRIPrep's non-steady-state")
     hrf_model = traits.Str("glover", usedefault=True)
     high_pass = traits.Float(0.01, usedefault=True)
     noise_model = traits.Str("ar1", usedefault=True)
@@ -37,7 +42,9 @@ class _SessionGLMOutputSpec(TraitedSpec):
                                   desc="the maps written to OUTPUT_DIR, by name")
     roi_maps = traits.Dict(traits.Str, File(exists=True),
                            desc="the maps the ROI measures read, by name")
-    design = File(exists=True, desc="design matrix TSV")
+    design = File(exists=True, desc="design matrix TSV (first run)")
+    mask = File(exists=True, desc="the voxels inside every run's brain mask")
+    info = traits.Dict(desc="n_runs and, per run, volumes, dummy scans, slice-time reference")
 
 
 class SessionGLM(SimpleInterface):
@@ -52,18 +59,26 @@ class SessionGLM(SimpleInterface):
         super().__init__(**inputs)
 
     def _run_interface(self, runtime):
+        n_runs = len(self.inputs.bold)
         paths = fit_session_glm(
-            self.inputs.bold, self.inputs.mask, self.inputs.confounds, self.inputs.events,
-            self.inputs.t_r, runtime.cwd,
+            list(self.inputs.bold), list(self.inputs.mask),
+            list(self.inputs.confounds or [""] * n_runs), list(self.inputs.events),
+            list(self.inputs.t_r), runtime.cwd,
             confound_columns=list(self.inputs.confound_columns),
             hrf_model=self.inputs.hrf_model,
             high_pass=self.inputs.high_pass,
             noise_model=self.inputs.noise_model,
             smoothing_fwhm=self.inputs.smoothing_fwhm,
             contrast=self.inputs.contrast,
+            conditions=list(self.inputs.conditions),
+            dummy_scans=self.inputs.dummy_scans,
+            sidecar=list(self.inputs.sidecar or [""] * n_runs),
             maps=list(self.inputs.stat_maps),
         )
         self._results["design"] = paths.pop("design")
+        self._results["mask"] = paths.pop("mask")
+        with open(paths.pop("info")) as handle:
+            self._results["info"] = json.load(handle)
         self._results["maps"] = paths
         self._results["derivative_maps"] = derivative_maps(paths)
         self._results["roi_maps"] = roi_maps(paths)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     Directory,
@@ -21,7 +22,7 @@ from nipype.interfaces.base import (
 
 from hermesflow.config import Config
 from hermesflow.derivatives.group_sink import read_group_tables, sink_group, write_group_tables
-from hermesflow.derivatives.reports import group_report
+from hermesflow.derivatives.reports import TrialRecords, group_report
 from hermesflow.group.long_table import read_sidecar_roles, report_outcomes
 from hermesflow.group.run import run_group
 
@@ -85,6 +86,9 @@ class GroupSink(SimpleInterface):
 class _GroupReportInputSpec(BaseInterfaceInputSpec):
     tables = traits.Dict(traits.Str, File(exists=True), mandatory=True,
                          desc="the group tables as written ('long.tsv', 'mixedlm.tsv', ...)")
+    bids_dir = Directory(desc="the raw dataset: participants and sessions tables (trial flow)")
+    output_dir = Directory(desc="OUTPUT_DIR: the session reports linked from the page")
+    primary = traits.List(traits.Str, desc="the primary outcomes (default: the report's)")
 
 
 class _GroupReportOutputSpec(TraitedSpec):
@@ -103,6 +107,36 @@ class GroupReport(SimpleInterface):
         shown = report_outcomes(long, read_sidecar_roles(self.inputs.tables["long.json"]))
         page = group_report(Path(runtime.cwd) / "report.html", long=long, models=models,
                             figure_outcomes=shown.figures, table_outcomes=shown.table,
-                            safety=safety)
+                            safety=safety, records=self._records(),
+                            primary=list(self.inputs.primary or []),
+                            page_dir=self._page_dir())
         self._results["files"] = {"report.html": str(page)}
         return runtime
+
+    def _page_dir(self) -> Path | None:
+        """Where the page is read from: OUTPUT_DIR/group, where the report sink copies it."""
+        written = self.inputs.tables.get("long.tsv")
+        return Path(written).parent if written else None
+
+    def _records(self) -> TrialRecords:
+        """participants.tsv, every sessions.tsv, the sessions' QC and their report pages."""
+        from hermesflow.bids.layout import read_participants, read_sessions
+
+        records = TrialRecords()
+        qc = self.inputs.tables.get("sessionqc.tsv")
+        if qc:
+            records.session_qc = pd.read_csv(qc, sep="\t", keep_default_na=False,
+                                             na_values=["n/a"],
+                                             dtype={"participant_id": str, "session_id": str})
+        if self.inputs.bids_dir:
+            participants = read_participants(self.inputs.bids_dir)
+            records.participants = participants
+            records.sessions = pd.concat(
+                [read_sessions(self.inputs.bids_dir, p.removeprefix("sub-"))
+                 for p in participants["participant_id"]], ignore_index=True)
+        if self.inputs.output_dir:
+            out = Path(self.inputs.output_dir)
+            records.session_reports = {
+                (page.parts[-4], page.parts[-3]): str(page)
+                for page in sorted(out.glob("sub-*/ses-*/func/*_report.html"))}
+        return records

@@ -21,8 +21,10 @@ from nipype.interfaces.base import (
 
 from hermesflow.errors import HermesflowError
 from hermesflow.preproc.native import (
+    check_inputs,
     coregister_bold,
     estimate_head_motion,
+    extract_brain,
     find_inputs,
     normalise_session,
     resample_session,
@@ -72,10 +74,12 @@ class _FindInputsOutputSpec(TraitedSpec):
     bold = File(exists=True)
     subject = traits.Str(desc="label without prefix")
     session = traits.Str(desc="label without prefix")
+    sidecar = traits.Dict(desc="the BOLD run's JSON metadata (BIDS inheritance applied)")
 
 
 class FindNativeInputs(_NativeStep):
-    """The session's raw T1w, lesion mask and BOLD run (:func:`find_inputs`)."""
+    """The session's raw T1w, lesion mask and BOLD run, checked (:func:`find_inputs`,
+    :func:`check_inputs`)."""
 
     input_spec = _FindInputsInputSpec
     output_spec = _FindInputsOutputSpec
@@ -84,8 +88,32 @@ class FindNativeInputs(_NativeStep):
         subject = self.inputs.subject.removeprefix("sub-")
         session = self.inputs.session.removeprefix("ses-")
         found = find_inputs(self.inputs.bids_dir, subject, session, self.inputs.task)
+        sidecar = check_inputs(found, self.inputs.bids_dir, self.inputs.task)
         return {"t1w": str(found.t1w), "lesion": str(found.lesion), "bold": str(found.bold),
-                "subject": subject, "session": session}
+                "subject": subject, "session": session, "sidecar": sidecar}
+
+
+class _BrainInputSpec(_StepInputSpec):
+    t1w = File(exists=True, mandatory=True, desc="raw T1w (skull on or stripped)")
+    lesion = File(exists=True, mandatory=True, desc="lesion mask, left out of the cost")
+
+
+class _BrainOutputSpec(TraitedSpec):
+    brain = File(exists=True, desc="brain-extracted T1w")
+    mask = File(exists=True, desc="brain mask on the T1w grid")
+    transforms = traits.List(File(exists=True), desc="T1w -> template affine (may be empty)")
+
+
+class BrainExtract(_NativeStep):
+    """Template-based brain extraction of the T1w (:func:`extract_brain`)."""
+
+    input_spec = _BrainInputSpec
+    output_spec = _BrainOutputSpec
+
+    def _step(self, cwd: Path) -> dict:
+        result = extract_brain(self.inputs.t1w, self.inputs.lesion, cwd)
+        return {"brain": str(result.brain), "mask": str(result.mask),
+                "transforms": [str(f) for f in result.transforms]}
 
 
 class _HeadMotionInputSpec(_StepInputSpec):
@@ -133,7 +161,9 @@ class BoldToT1w(_NativeStep):
 class _T1wToMNIInputSpec(_StepInputSpec):
     t1w = File(exists=True, mandatory=True)
     lesion = File(exists=True, mandatory=True, desc="lesion mask, left out of the cost")
-    transform = traits.Enum("Affine", "Rigid", "SyN", usedefault=True, desc="model after the rigid stage")
+    transform = traits.Enum("SyN", "Affine", "Rigid", usedefault=True,
+                            desc="model after the rigid stage (or the initial affine)")
+    initial = traits.List(File(exists=True), desc="T1w -> template affine to start from")
 
 
 class _T1wToMNIOutputSpec(_TransformsOutputSpec):
@@ -147,8 +177,10 @@ class T1wToMNI(_NativeStep):
     output_spec = _T1wToMNIOutputSpec
 
     def _step(self, cwd: Path) -> dict:
+        initial = self.inputs.initial[0] if (isdefined(self.inputs.initial)
+                                             and self.inputs.initial) else None
         result = normalise_session(self.inputs.t1w, self.inputs.lesion, self.inputs.transform,
-                                   cwd)
+                                   cwd, initial=initial)
         return {"transforms": [str(f) for f in result.transforms],
                 "template": str(result.template)}
 
@@ -217,6 +249,7 @@ class _WriteInputSpec(_StepInputSpec):
     lesion_mask = File(exists=True, mandatory=True)
     confounds = File(exists=True, mandatory=True)
     smoothing_fwhm = traits.Float(0.0, usedefault=True)
+    raw_sidecar = traits.Dict(desc="the raw BOLD's JSON metadata (SliceTiming)")
 
 
 class _WriteOutputSpec(TraitedSpec):
@@ -238,7 +271,9 @@ class WriteNativeOutputs(_NativeStep):
         names = write_outputs(inputs.fmriprep_dir, inputs.subject, inputs.session, inputs.task,
                               bold=inputs.bold, mask=inputs.mask,
                               lesion_mask=inputs.lesion_mask, confounds=inputs.confounds,
-                              smoothing_fwhm=inputs.smoothing_fwhm)
+                              smoothing_fwhm=inputs.smoothing_fwhm,
+                              raw_sidecar=inputs.raw_sidecar if isdefined(inputs.raw_sidecar)
+                              else None)
         return {"fmriprep_dir": inputs.fmriprep_dir,
                 **{key: str(names[key]) for key in ("bold", "mask", "confounds",
                                                      "lesion_mask")}}

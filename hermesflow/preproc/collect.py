@@ -175,8 +175,10 @@ def _choose_resolution(bolds: list[BIDSName], space: OutputSpace, folder: Path) 
 
 
 def find_runs(func: Path, subject: str, session: str, task: str, space: OutputSpace,
-              run_filter: dict[str, str] | None = None) -> tuple[list[PreprocessedRun], list[str]]:
-    """The session's preprocessed runs of ``task`` in ``space``, and what is missing."""
+              run_filter: dict[str, str] | None = None, require_confounds: bool = True,
+              ) -> tuple[list[PreprocessedRun], list[str]]:
+    """The session's preprocessed runs of ``task`` in ``space``, and what is missing
+    (a model without confounds, ``require_confounds=False``, needs no confounds table)."""
     names = _names(func)
     base = {"sub": subject, "ses": session, "task": task}
     bolds = [n for n in names if n.suffix == "bold" and n.extension in _NIFTI
@@ -201,13 +203,13 @@ def find_runs(func: Path, subject: str, session: str, task: str, space: OutputSp
         stem = bold.path.name.split("_desc-preproc")[0]
         if not masks:
             missing.append(f"func/{stem}_desc-brain_mask.nii.gz")
-        if not confounds:
+        if not confounds and require_confounds:
             missing.append(f"func/{stem.split('_space-')[0]}_desc-confounds_timeseries.tsv")
-        if masks and confounds:
+        if masks and (confounds or not require_confounds):
             sidecar = bold.path.with_name(bold.path.name.split(".nii")[0] + ".json")
             label = "_".join(f"{k}-{v}" for k, v in key.items() if k != "task") or "run-1"
             runs.append(PreprocessedRun(label, str(bold.path), str(masks[0].path),
-                                        str(confounds[0].path),
+                                        str(confounds[0].path) if confounds else "",
                                         str(sidecar) if sidecar.exists() else None))
     return runs, missing
 
@@ -278,6 +280,7 @@ def collect_session(
     task: str = "passivewrist",
     space: str | OutputSpace = "MNI152NLin2009cAsym",
     run_filter: dict[str, str] | None = None,
+    require_confounds: bool = True,
 ) -> PreprocessedSession:
     """Return one session's preprocessed files or raise an error listing what is missing.
 
@@ -295,12 +298,15 @@ def collect_session(
         ``NAME`` or ``NAME:res-N``.
     run_filter : dict, optional
         Entities a run must have (``{"run": "1"}``), from ``--bids-filter-file``.
+    require_confounds : bool
+        False for a model without confounds: a run needs no confounds table (``""``).
     """
     subject, session = subject.removeprefix("sub-"), session.removeprefix("ses-")
     space = OutputSpace.parse(space)
     root = Path(fmriprep_dir)
     folder = root / f"sub-{subject}" / f"ses-{session}"
-    runs, missing = find_runs(folder / "func", subject, session, task, space, run_filter)
+    runs, missing = find_runs(folder / "func", subject, session, task, space, run_filter,
+                              require_confounds)
     if missing:
         raise InputError(folder, "preprocessed outputs missing: " + ", ".join(missing),
                          "rerun fMRIPrep for this participant or check --fmriprep-dir, --task "

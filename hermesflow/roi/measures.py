@@ -9,7 +9,10 @@ A measure is one function and one line::
 
 ``per="hemisphere"`` measures receive the :class:`Voxels` of one ROI in one hemisphere (the
 ROI inside the brain mask, lesion removed): ``voxels[<map>]`` are the values of a GLM map
-there, ``n_voxels`` their count, ``active`` the voxels whose z exceeds the active threshold.
+there, ``n_voxels`` their count, ``active`` the voxels whose z exceeds the active threshold,
+``before_lesion`` the ROI in the brain mask with the lesion still in, ``weight`` the atlas
+probability (0-1) of every voxel.  A ROI the lesion covers entirely is flagged by ``destroyed``
+(its means are then n/a, not noise).
 ``per="bilateral"`` measures receive :class:`Bilateral` (``ipsi`` and ``contra`` voxels).
 The flags travel with the ROI table (its JSON sidecar, :func:`roi_table_sidecar`) to the group
 stage: ``model`` measures are modelled by default, ``report`` measures are shown in the group
@@ -32,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from hermesflow.errors import InputError, RegistryError
-from hermesflow.roi.atlases import load_atlas, roi_masks
+from hermesflow.glm.sanity import check_same_grid
+from hermesflow.roi.atlases import Atlas, atlas_provenance, load_atlas, roi_maps
 
 OTHER_SIDE = {"L": "R", "R": "L"}
 PER = ("hemisphere", "bilateral")
@@ -73,6 +77,10 @@ class Voxels:
     where: np.ndarray
     active_z: float
     maps: _SessionMaps
+    # The ROI in the brain mask before the lesion is removed, and the atlas probability
+    # (0-1; 1 in label atlases) of every voxel of the grid.
+    before_lesion: np.ndarray | None = None
+    weight: np.ndarray | None = None
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.maps[name][self.where]
@@ -153,9 +161,10 @@ def measure_roles() -> dict[str, dict[str, Any]]:
                      "Report": m.report} for m in MEASURES.values()}
 
 
-def roi_table_sidecar() -> dict[str, Any]:
-    """The JSON sidecar of an ROI table: its columns, and the registered measures' roles."""
-    return {
+def roi_table_sidecar(atlas: Atlas | None = None, threshold: float = 25.0) -> dict[str, Any]:
+    """The JSON sidecar of an ROI table: its columns, the registered measures' roles, and
+    (given the prepared ``atlas``) where its regions and their hemispheres came from."""
+    sidecar = {
         "roi": {"Description": "Region of the atlas"},
         "hemi": {"Description": "Hemisphere relative to the lesion",
                  "Levels": {"ipsi": "ipsilesional", "contra": "contralesional",
@@ -167,6 +176,9 @@ def roi_table_sidecar() -> dict[str, Any]:
         "value": {"Description": "Value of the measure"},
         "Measures": measure_roles(),
     }
+    if atlas is not None:
+        sidecar["Atlas"] = atlas_provenance(atlas, threshold)
+    return sidecar
 
 
 @roi_measure("n_voxels", model=False)
@@ -199,6 +211,47 @@ def n_active(voxels: Voxels) -> int:
     return int(voxels.active.sum())
 
 
+@roi_measure("n_voxels_atlas", model=False)
+def n_voxels_atlas(voxels: Voxels) -> int:
+    """ROI voxels inside the brain mask, lesion included."""
+    before = voxels.before_lesion
+    return voxels.n_voxels if before is None else int(before.sum())
+
+
+@roi_measure("frac_lesioned", model=False)
+def frac_lesioned(voxels: Voxels) -> float:
+    """Fraction of the ROI's voxels (in the brain mask) that are in the lesion."""
+    before = n_voxels_atlas(voxels)
+    return 1.0 - voxels.n_voxels / before if before else np.nan
+
+
+@roi_measure("destroyed", model=False)
+def destroyed(voxels: Voxels) -> int:
+    """1 if the lesion covers the whole ROI (its other measures are then n/a), else 0."""
+    return int(voxels.n_voxels == 0 and n_voxels_atlas(voxels) > 0)
+
+
+@roi_measure("mean_t", model=False)
+def mean_t(voxels: Voxels) -> float:
+    """Mean t statistic."""
+    return voxels["t"].mean() if voxels.n_voxels else np.nan
+
+
+@roi_measure("frac_active", model=False)
+def frac_active(voxels: Voxels) -> float:
+    """Fraction of the ROI's voxels that are active."""
+    return voxels.active.mean() if voxels.n_voxels else np.nan
+
+
+@roi_measure("psc_weighted", model=False)
+def psc_weighted(voxels: Voxels) -> float:
+    """Mean percent signal change weighted by the atlas probability (label atlases: weight 1)."""
+    if not voxels.n_voxels:
+        return np.nan
+    weight = np.ones(voxels.n_voxels) if voxels.weight is None else voxels.weight[voxels.where]
+    return float((weight * voxels["psc"]).sum() / weight.sum()) if weight.sum() else np.nan
+
+
 @roi_measure("li", per="bilateral", report=True)
 def laterality_index(both: Bilateral) -> float:
     """Laterality index of active voxels, (ipsi - contra) / (ipsi + contra)."""
@@ -213,13 +266,21 @@ def extract_roi_measures(
     lesion_side: str,
     *,
     lesion_mask: str | None = None,
-    atlas: str = "juelich",
+    atlas: str | Atlas = "juelich",
+    rois: list[str] | None = None,
+    space: str | None = None,
     threshold: float = 25.0,
     active_z: float = 3.1,
 ) -> pd.DataFrame:
     """Every registered measure of each ROI x hemisphere, from the GLM ``maps`` (name -> path).
 
     Only the maps the measures ask for are read.
+
+    Parameters
+    ----------
+    atlas
+        A prepared atlas, or what ``--atlas`` names (loaded with ``rois`` and ``space``:
+        :func:`hermesflow.roi.atlases.load_atlas`).
 
     Returns
     -------
@@ -230,22 +291,30 @@ def extract_roi_measures(
     if lesion_side not in OTHER_SIDE:
         raise InputError(None, f"lesion side {lesion_side!r} is not L or R",
                          "write L or R in participants.tsv lesion_side")
+    if not isinstance(atlas, Atlas):
+        atlas = load_atlas(atlas, rois, space)
     mask_img = nib.load(mask)
-    inside = np.asarray(mask_img.dataobj, dtype=np.float64) > 0
+    brain = np.asarray(mask_img.dataobj, dtype=np.float64) > 0
+    inside = brain.copy()
     if lesion_mask:
-        lesion = _data(lesion_mask) > 0
-        if lesion.shape == inside.shape:
-            inside &= ~lesion
+        # A lesion on another grid is refused, never dropped or resampled silently.
+        check_same_grid({str(mask): mask_img, str(lesion_mask): nib.load(lesion_mask)})
+        inside &= ~(_data(lesion_mask) > 0)
     session_maps = _SessionMaps(maps, mask, inside.shape)
     # The ROIs on the mask's grid, which is the maps' grid (checked when a map is read).
-    masks = roi_masks(load_atlas(atlas), mask_img, threshold)
+    found = roi_maps(atlas, mask_img, threshold)
     per_hemisphere = [m for m in MEASURES.values() if m.per == "hemisphere"]
     bilateral = [m for m in MEASURES.values() if m.per == "bilateral"]
     sides = {"ipsi": lesion_side, "contra": OTHER_SIDE[lesion_side]}
     rows = []
-    for roi in sorted({roi for roi, _ in masks}):
-        voxels = {hemi: Voxels(masks[(roi, side)] & inside, active_z, session_maps)
-                  for hemi, side in sides.items()}
+    for roi in sorted({roi for roi, _ in found}):
+        voxels = {}
+        for hemi, side in sides.items():
+            region = found.get((roi, side))
+            where = np.zeros_like(brain) if region is None else region.mask
+            weight = None if region is None else region.weight
+            voxels[hemi] = Voxels(where & inside, active_z, session_maps,
+                                  before_lesion=where & brain, weight=weight)
         for hemi, side in sides.items():
             rows += [(roi, hemi, side, m.name, float(m.compute(voxels[hemi])))
                      for m in per_hemisphere]

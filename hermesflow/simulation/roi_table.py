@@ -1,15 +1,20 @@
 """A fast trial simulator at the level of the group long table (no images).
 
 It draws what the group stage sees: per participant x session values of ROI measures or
-clinical scores, from ``value = mean(time) + arm effect(time) + b0_i + b1_i s(t) + noise``,
-where ``s(t)`` is the time since the first session as a share of the whole follow-up.  Used by
+clinical scores, from ``value = mean(time) + treatment effect(time) + b0_i + b1_i s(t) +
+noise``, where ``s(t)`` is the time since the first session as a share of the whole follow-up
+(``profile='linear'``) or, as the image-level simulator draws it, ``log(t / t0) /
+log(t_last / t0)`` (``profile='log'``; recovery after stroke is fastest early).  The effect
+is carried by the participants who were treated: a participant randomised to cells who did not
+receive them (``non_adherence``) recovers like a control, so the intention-to-treat contrast
+is diluted and the as-treated one is not.  Used by
 power and calibration studies and by the tests; the image-level simulator lives in
 ``hermesflow.bids``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,7 +28,7 @@ def simulate_roi_trial(
     allocation: tuple[int, int] = (2, 1),
     months: Sequence[float] = (1.0, 6.0, 24.0),
     outcomes: Sequence[str] = ("mi4p_ipsi_effect",),
-    effect: float = 0.0,
+    effect: float | Mapping[str, float] = 0.0,
     time_effect: float = 1.0,
     sd_intercept: float = 1.0,
     sd_slope: float = 0.0,
@@ -32,6 +37,7 @@ def simulate_roi_trial(
     non_adherence: float = 0.0,
     block_size: int | None = None,
     seed: int | np.random.Generator | None = 0,
+    profile: str = "linear",
 ) -> pd.DataFrame:
     """Simulate one trial's long table.
 
@@ -46,10 +52,11 @@ def simulate_roi_trial(
         Session times; session ids are ``ses-XX`` with zero-padded months.
     outcomes : sequence of str
         Outcome names; each is drawn independently with the same parameters.
-    effect : float
-        Treatment effect on the change from the first to the last session (msc minus control);
-        at an intermediate session it is scaled by ``s(t)``.  The arms do not differ at the
-        first session.
+    effect : float or mapping outcome -> float
+        Treatment effect on the change from the first to the last session (treated minus
+        control); at an intermediate session it is scaled by ``s(t)``.  The arms do not differ
+        at the first session.  A mapping gives each outcome its own effect (outcomes it does
+        not name get 0).
     time_effect : float
         Mean change from first to last session in the control arm (scaled by ``s(t)``).
     sd_intercept, sd_slope, sd_noise : float
@@ -58,13 +65,17 @@ def simulate_roi_trial(
     missing : float
         Probability that a follow-up session is missing (the first session never is).
     non_adherence : float
-        Probability that an msc participant was not treated (``treated = 'no'``).
+        Probability that an msc participant was not treated (``treated = 'no'``); such a
+        participant gets no treatment effect.
     block_size : int, optional
         Permuted-block randomisation: consecutive participants form blocks of this size
         (a multiple of ``a + b``), each a random permutation of ``a : b`` labels in that
         ratio (the last block may be cut short); the block is recorded in column ``block``.
     seed : int or Generator
         Random seed.
+    profile : {'linear', 'log'}
+        Shape of ``s(t)`` (see the module docstring); both are 0 at the first session and 1 at
+        the last.
 
     Returns
     -------
@@ -73,7 +84,7 @@ def simulate_roi_trial(
     """
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     months = np.asarray(months, float)
-    s = (months - months[0]) / (months[-1] - months[0])
+    s = time_share(months, profile)
     if block_size is None:
         n_msc = int(round(n_participants * allocation[0] / sum(allocation)))
         arm = np.array(["msc"] * n_msc + ["control"] * (n_participants - n_msc))
@@ -81,9 +92,11 @@ def simulate_roi_trial(
         block = None
     else:
         arm, block = _permuted_blocks(n_participants, allocation, block_size, rng)
-    is_msc = (arm == "msc").astype(float)
     treated = np.where((arm == "msc") & (rng.random(n_participants) >= non_adherence),
                        "yes", "no")
+    # the effect follows what a participant received (identical to the arm without
+    # non-adherence, so those trials draw what they always drew)
+    is_treated = (treated == "yes").astype(float)
     ids = [f"sub-{i + 1:02d}" for i in range(n_participants)]
     participants = pd.DataFrame({
         "participant_id": ids, "arm": arm, "treated": treated,
@@ -100,7 +113,8 @@ def simulate_roi_trial(
     for outcome in outcomes:
         b0 = rng.normal(0, sd_intercept, n_participants)
         b1 = rng.normal(0, sd_slope, n_participants)
-        mean = time_effect * s[None, :] + effect * is_msc[:, None] * s[None, :]
+        size = effect.get(outcome, 0.0) if isinstance(effect, Mapping) else effect
+        mean = time_effect * s[None, :] + size * is_treated[:, None] * s[None, :]
         value = mean + b0[:, None] + b1[:, None] * s[None, :] \
             + rng.normal(0, sd_noise, (n_participants, len(months)))
         i, t = np.nonzero(present)
@@ -115,6 +129,17 @@ def simulate_roi_trial(
     if block is not None:
         columns.insert(5, "block")
     return long[columns]
+
+
+def time_share(months: np.ndarray, profile: str) -> np.ndarray:
+    """``s(t)``: 0 at the first session, 1 at the last, linear or log in months."""
+    if profile == "linear":
+        return (months - months[0]) / (months[-1] - months[0])
+    if profile == "log":
+        if months[0] <= 0:
+            raise ConfigError(f"profile 'log' needs positive session times, got {months[0]:g}")
+        return np.log(months / months[0]) / np.log(months[-1] / months[0])
+    raise ConfigError(f"time profile {profile!r} unknown; use 'linear' or 'log'")
 
 
 def _permuted_blocks(n: int, allocation: tuple[int, int], block_size: int,

@@ -30,10 +30,12 @@ import numpy as np
 import pandas as pd
 
 from hermesflow.derivatives.description import dataset_description, hermesflow_generated_by
-from hermesflow.derivatives.writing import write_json, write_nifti, write_text, write_tsv
+from hermesflow.derivatives.writing import write_json, write_text, write_tsv
 from hermesflow.preproc.confounds import confounds_table
+from hermesflow.simulation import head as simhead
 from hermesflow.simulation import images as simimage
-from hermesflow.simulation.images import BoldSpec
+from hermesflow.simulation.adverse_events import preset_adverse_events
+from hermesflow.simulation.images import BoldSpec, write_nifti  # fast gzip level
 
 TASK = "passivewrist"
 SPACE = "MNI152NLin2009cAsym"
@@ -77,6 +79,16 @@ class SimulationSpec:
     subject_sd: float = 0.3
     session_sd: float = 0.1
     noise_sd: float = 1.0
+    # What scanners write (off by default, default outputs unchanged): simulation/head.py.
+    skull: bool = False
+    t1w_voxel_size: float = 2.0
+    oblique: bool = False
+    oblique_deg: float = 15.0
+    # Adverse events per participant over the planned follow-up and the share in the first
+    # 180 days (simulation/adverse_events.py); None: the simulator's own rates and draws.
+    ae_rate_treated: float | None = None
+    ae_rate_control: float | None = None
+    ae_early_fraction: float | None = None
 
     @property
     def n_volumes(self) -> int:
@@ -237,6 +249,7 @@ def simulate_trial(out_dir: str | Path, spec: SimulationSpec | None = None, **op
     grid = simimage.make_grid(spec.voxel_size)
     bold_spec = BoldSpec(spec.tr, spec.n_volumes, spec.onsets, spec.block_s, spec.noise_sd)
     g_all = time_profile(spec.sessions, spec.sessions)
+    head_grid = simhead.make_head_grid(spec.t1w_voxel_size) if spec.skull else None
 
     _write_top_level(out, spec, participants)
     fmriprep = out / "derivatives" / "fmriprep"
@@ -253,7 +266,9 @@ def simulate_trial(out_dir: str | Path, spec: SimulationSpec | None = None, **op
             dropped_from = rng.integers(1, len(spec.sessions) + 1)
             if rng.random() < spec.dropout:
                 keep[dropped_from:] = False
-        lesion = simimage.lesion_mask(grid, subject.lesion_side, rng.uniform(6, 14), rng)
+        radius = rng.uniform(6, 14)
+        anatomy = simhead.skull_anatomy(head_grid, subject.lesion_side, radius, rng, spec, index)
+        lesion = simimage.lesion_mask(grid, subject.lesion_side, radius, rng)
         head = simimage.rigid_matrix(np.concatenate([rng.normal(0, 4, 3), rng.normal(0, 0.05, 3)]))
         scores = _clinical_scores(treated, g_all, spec.effect_size, rng)
         subject_effect = rng.normal(0, spec.subject_sd, (2, 2))  # roi x hemi
@@ -279,9 +294,10 @@ def simulate_trial(out_dir: str | Path, spec: SimulationSpec | None = None, **op
                         "roi": roi, "hemi": hemi, "side": side, "true_psc": value,
                     })
             _write_session(out, fmriprep, grid, sub, ses, amplitude, lesion, head,
-                           bold_spec, spec, rng)
+                           bold_spec, spec, rng,
+                           anatomy=anatomy, oblique=spec.oblique and k % 2 == 0)
         write_tsv(out / sub / f"{sub}_sessions.tsv", pd.DataFrame(session_rows))
-        events_rows += _adverse_events(sub, treated, spec.sessions, keep, rng)
+        events_rows += _adverse_events(sub, treated, spec.sessions, keep, rng, spec)
 
     write_json(out / "sessions.json", _sessions_sidecar())
     _write_phenotype(out, events_rows)
@@ -289,22 +305,20 @@ def simulate_trial(out_dir: str | Path, spec: SimulationSpec | None = None, **op
     return out
 
 
-def _write_session(out, fmriprep, grid, sub, ses, amplitude, lesion, head, bold_spec, spec, rng):
+def _write_session(out, fmriprep, grid, sub, ses, amplitude, lesion, head, bold_spec, spec, rng,
+                   *, anatomy=None, oblique=False):
     prefix = f"{sub}_{ses}"
-    anat, func = out / sub / ses / "anat", out / sub / ses / "func"
+    func = out / sub / ses / "func"
     gain = rng.uniform(0.8, 1.25)
     motion = simimage.head_motion(spec.n_volumes, rng)
     series = simimage.simulate_bold(grid, amplitude, motion, gain, bold_spec, rng)
+    scanner = spec.oblique_deg if oblique else 0.0
 
     # Raw data, in the subject's native (scanner) space.
     t1w = grid.t1w * np.where(lesion, 0.5, 1.0)
-    write_nifti(anat / f"{prefix}_T1w.nii.gz",
-                grid.image(simimage.to_native(t1w, grid.affine, head), np.int16))
-    write_nifti(anat / f"{prefix}_T1w_label-lesion_roi.nii.gz",
-                grid.image(simimage.to_native(lesion.astype(np.float32), grid.affine, head) > 0.5,
-                           np.uint8))
+    simhead.write_raw_anatomy(out, sub, ses, grid, t1w, lesion, head, scanner, anatomy)
     raw = simimage.native_bold(series, grid.affine, head, motion)
-    raw_img = grid.image(raw, np.int16)
+    raw_img = simhead.scanner_image(raw.astype(np.int16), grid.affine, scanner)
     raw_img.header.set_zooms(raw_img.header.get_zooms()[:3] + (spec.tr,))
     write_nifti(func / f"{prefix}_task-{TASK}_bold.nii.gz", raw_img)
     write_tsv(func / f"{prefix}_task-{TASK}_events.tsv", _events(spec))
@@ -327,7 +341,9 @@ def _write_session(out, fmriprep, grid, sub, ses, amplitude, lesion, head, bold_
               confounds_table(motion, series[grid.brain].mean(axis=0)))
 
 
-def _adverse_events(sub, treated, sessions, keep, rng) -> list[dict]:
+def _adverse_events(sub, treated, sessions, keep, rng, spec=None) -> list[dict]:
+    if spec is not None and spec.ae_rate_treated is not None:
+        return preset_adverse_events(sub, treated, sessions, keep, rng, spec, ADVERSE_EVENTS)
     rows = []
     last = sessions[int(np.flatnonzero(keep)[-1])]
     for _ in range(rng.poisson(1.8 if treated else 1.3)):
@@ -359,6 +375,10 @@ def _write_truth(out: Path, spec: SimulationSpec, truth_rows: list[dict]) -> Non
     write_tsv(folder / "truth_params.tsv", true_parameters(spec))
     spec_dict = asdict(spec)
     spec_dict["sessions"] = list(spec.sessions)
+    simhead.drop_unused_options(spec_dict)
+    for key in ("ae_rate_treated", "ae_rate_control", "ae_early_fraction"):
+        if spec_dict[key] is None:  # recorded only when a preset set them
+            spec_dict.pop(key)
     write_json(folder / "simulation.json", spec_dict)
 
 

@@ -96,7 +96,11 @@ def init_group_wf(*, config: Config, roi_tables: list[str], config_file: str,
     group.overwrite = True
     group_sink = pe.Node(GroupSink(output_dir=ex.output_dir, task=wf.task, atlas=atlas),
                          name="group_sink", run_without_submitting=True, overwrite=True)
-    report = pe.Node(GroupReport(), name="group_report", overwrite=True)
+    # The report also reads the trial's records (participants, sessions) and links the
+    # session reports in OUTPUT_DIR.
+    report = pe.Node(GroupReport(bids_dir=ex.bids_dir, output_dir=ex.output_dir,
+                                 primary=list(getattr(config.group, "primary", []))),
+                     name="group_report", overwrite=True)
     report_sink = pe.Node(GroupSink(output_dir=ex.output_dir, task=wf.task, atlas=atlas),
                           name="report_sink", run_without_submitting=True, overwrite=True)
     workflow.connect([

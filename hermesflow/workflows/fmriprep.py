@@ -156,7 +156,9 @@ def init_fmriprep_wf(
     fmriprep.inputs.bids_validated = bids_validated
     fmriprep.inputs.task = workflow.task
     fmriprep.inputs.space = workflow.space
-    fmriprep.inputs.output_spaces = [f"{workflow.space}:res-2"]
+    # fMRIPrep's own form; res-2 unless the user chose a resolution.
+    fmriprep.inputs.output_spaces = [
+        workflow.space if ":res-" in workflow.space else f"{workflow.space}:res-2"]
 
     wf.connect([
         (inputnode, fmriprep, [("bids_dir", "bids_dir")]),

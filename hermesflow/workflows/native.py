@@ -2,7 +2,9 @@
 
 Edges (what each node hands on)::
 
-    inputs    -> motion, bold2t1w (T1w), t1w2mni (T1w, lesion), apply (BOLD, lesion), write
+    inputs    -> motion, brain (T1w, lesion), t1w2mni (lesion), apply (BOLD, lesion),
+                 write (subject, session, sidecar)
+    brain     -> bold2t1w (brain), t1w2mni (brain, affine to the template)
     motion    -> bold2t1w (boldref), apply (per-volume transforms), confounds (parameters)
     bold2t1w  -> apply (BOLD -> T1w transform)
     t1w2mni   -> apply (T1w -> MNI transforms, template)
@@ -25,6 +27,7 @@ from nipype.pipeline import engine as pe
 from hermesflow.interfaces.native import (
     ApplyTransforms,
     BoldToT1w,
+    BrainExtract,
     FindNativeInputs,
     HeadMotion,
     NativeConfounds,
@@ -52,13 +55,14 @@ def _step(interface: SimpleInterface, name: str, config, **options) -> pe.Node:
 
 def init_native_preproc_wf(
     *, config, name: str = "native_preproc_wf", smoothing_fwhm: float = 0.0,
-    transform: str = "Affine", reference: str | None = None,
+    transform: str = "SyN", reference: str | None = None,
 ) -> pe.Workflow:
     """Preprocess one session with antspyx and write it in the fMRIPrep layout.
 
     Meant to sit under the session iterable of
     :func:`hermesflow.workflows.base.init_participant_wf`.  Nodes: ``inputs`` (raw T1w,
-    lesion, BOLD), ``motion`` (head-motion estimation), ``bold2t1w``, ``t1w2mni``, ``apply``
+    lesion, BOLD, checked), ``motion`` (head-motion estimation), ``brain`` (brain
+    extraction), ``bold2t1w``, ``t1w2mni``, ``apply``
     (one-shot resampling, brain and lesion masks), ``confounds`` and ``write`` (the fMRIPrep
     layout in :func:`native_output_dir`; rerun every time, it only copies).
 
@@ -70,8 +74,8 @@ def init_native_preproc_wf(
     smoothing_fwhm : float
         Smoothing of the MNI BOLD, mm.  Default 0: the GLM already smooths with
         ``[workflow] smoothing_fwhm``, and smoothing twice would hide it.
-    transform : {"Affine", "Rigid", "SyN"}
-        T1w -> MNI152NLin2009cAsym model after the rigid stage.
+    transform : {"SyN", "Affine", "Rigid"}
+        T1w -> MNI152NLin2009cAsym model, from brain extraction's affine.
     reference : path, optional
         An image whose grid the outputs take; default: the template at the BOLD voxel size.
 
@@ -96,6 +100,7 @@ def init_native_preproc_wf(
     if execution.bids_dir:
         inputs.inputs.bids_dir = str(Path(execution.bids_dir).absolute())
     motion = _step(HeadMotion(), "motion", config, mem_gb=1.0)
+    brain = _step(BrainExtract(), "brain", config, mem_gb=1.0)
     bold2t1w = _step(BoldToT1w(), "bold2t1w", config, mem_gb=0.5)
     t1w2mni = _step(T1wToMNI(transform=transform), "t1w2mni", config, mem_gb=1.0)
     apply = _step(ApplyTransforms(), "apply", config, mem_gb=1.0)
@@ -111,16 +116,19 @@ def init_native_preproc_wf(
     wf.connect([
         (inputnode, inputs, [("subject", "subject"), ("session", "session")]),
         (inputs, motion, [("bold", "bold")]),
-        (inputs, bold2t1w, [("t1w", "t1w")]),
+        (inputs, brain, [("t1w", "t1w"), ("lesion", "lesion")]),
+        (brain, bold2t1w, [("brain", "t1w")]),
         (motion, bold2t1w, [("boldref", "boldref")]),
-        (inputs, t1w2mni, [("t1w", "t1w"), ("lesion", "lesion")]),
+        (brain, t1w2mni, [("brain", "t1w"), ("transforms", "initial")]),
+        (inputs, t1w2mni, [("lesion", "lesion")]),
         (inputs, apply, [("bold", "bold"), ("lesion", "lesion")]),
         (motion, apply, [("transforms", "motion_transforms")]),
         (bold2t1w, apply, [("transforms", "coregistration")]),
         (t1w2mni, apply, [("transforms", "normalisation"), ("template", "template")]),
         (motion, confounds, [("motion_params", "motion_params")]),
         (apply, confounds, [("bold", "bold"), ("mask", "mask")]),
-        (inputs, write, [("subject", "subject"), ("session", "session")]),
+        (inputs, write, [("subject", "subject"), ("session", "session"),
+                         ("sidecar", "raw_sidecar")]),
         (apply, write, [("bold", "bold"), ("mask", "mask"), ("lesion_mask", "lesion_mask")]),
         (confounds, write, [("confounds", "confounds")]),
         (write, outputnode, [("fmriprep_dir", "fmriprep_dir")]),

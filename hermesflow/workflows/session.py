@@ -6,11 +6,19 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from hermesflow.config import Config
-from hermesflow.interfaces.bids import GatherSession, SessionSink
+from hermesflow.interfaces.bids import GatherSession, MapsSink, SessionSink
 from hermesflow.interfaces.glm import SessionGLM
-from hermesflow.interfaces.report import SessionReport
+from hermesflow.interfaces.lesion import LesionToBold
+from hermesflow.interfaces.qc import MotionQC
+from hermesflow.interfaces.report import SessionReport, SessionReportSink
 from hermesflow.interfaces.roi import ROIMeasures
-from hermesflow.roi.atlases import atlas_label
+from hermesflow.preproc.collect import OutputSpace
+from hermesflow.roi.atlases import atlas_digest, atlas_label
+
+
+def _first(values: list) -> object:
+    """The first run's file, for the nodes that read one run (QC, report, lesion grid)."""
+    return values[0]
 
 
 def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:
@@ -34,38 +42,85 @@ def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:
     outputnode = pe.Node(niu.IdentityInterface(fields=["roi_table"]), name="outputnode")
 
     gather = pe.Node(GatherSession(bids_dir=execution.bids_dir, task=wf_config.task,
-                                   space=wf_config.space),
+                                   space=wf_config.space,
+                                   bids_filter_file=wf_config.bids_filter_file,
+                                   conditions=list(wf_config.conditions),
+                                   need_confounds=bool(wf_config.confounds)),
                      # Cheap, and the main process already holds the pybids index.
                      name="gather", run_without_submitting=True)
+    # fMRIPrep writes no lesion in template space: its own transforms carry the raw one there.
+    lesion = pe.Node(LesionToBold(), name="lesion")
     glm = pe.Node(SessionGLM(
         confound_columns=list(wf_config.confounds), hrf_model=wf_config.hrf_model,
         high_pass=wf_config.high_pass, noise_model=wf_config.noise_model,
         smoothing_fwhm=wf_config.smoothing_fwhm, contrast=wf_config.contrast,
+        conditions=list(wf_config.conditions), dummy_scans=int(wf_config.dummy_scans),
     ), name="glm", mem_gb=2.0)
-    roi = pe.Node(ROIMeasures(atlas=wf_config.atlas, threshold=wf_config.atlas_threshold,
-                              active_z=wf_config.active_z), name="roi")
-    report = pe.Node(SessionReport(atlas=wf_config.atlas, threshold=wf_config.atlas_threshold),
+    # File names keep space-NAME; a resolution (NAME:res-N) only selects the inputs.
+    space_name = OutputSpace.parse(wf_config.space).name
+    # One branch per --atlas (iterables), downstream of the GLM: the GLMs are fitted once.
+    # The digest of each atlas's files is an input of its ROI and report nodes, so an atlas
+    # edited in place reruns them (and nothing upstream).
+    atlases = wf_config.atlases
+    atlassource = pe.Node(niu.IdentityInterface(fields=["atlas", "digest", "label"]),
+                          name="atlassource")
+    atlassource.iterables = [("atlas", atlases),
+                             ("digest", [atlas_digest(a) for a in atlases]),
+                             ("label", [atlas_label(a) for a in atlases])]
+    atlassource.synchronize = True
+    atlas_options = {"rois": list(wf_config.rois), "space": wf_config.space,
+                     "threshold": wf_config.atlas_threshold}
+    roi = pe.Node(ROIMeasures(active_z=wf_config.active_z, **atlas_options), name="roi")
+    qc = pe.Node(MotionQC(fd_threshold=config.qc.fd_threshold, max_mean_fd=config.qc.max_mean_fd,
+                          max_fraction_above=config.qc.max_fraction_above), name="qc")
+    report = pe.Node(SessionReport(contrast=wf_config.contrast, **atlas_options),
                      name="report")
+    # The report is copied by its own sink: a page that fails never holds back the tables.
+    report_sink = pe.Node(SessionReportSink(
+        output_dir=execution.output_dir, task=wf_config.task, space=space_name),
+        name="report_sink", run_without_submitting=True, overwrite=True)
+    # The maps are written once per session, before any atlas is applied: an ROI step that
+    # fails (an atlas in another space) or a report that fails never costs the maps.
+    maps_sink = pe.Node(MapsSink(output_dir=execution.output_dir, task=wf_config.task,
+                                 space=space_name),
+                        name="maps_sink", run_without_submitting=True, overwrite=True)
     sink = pe.Node(SessionSink(output_dir=execution.output_dir, task=wf_config.task,
-                               space=wf_config.space, atlas=atlas_label(wf_config.atlas)),
+                               space=space_name),
                    name="sink", run_without_submitting=True, overwrite=True)
 
     workflow.connect([
         (inputnode, gather, [("subject", "subject"), ("session", "session"),
                              ("fmriprep_dir", "fmriprep_dir")]),
         (inputnode, sink, [("subject", "subject"), ("session", "session")]),
+        (atlassource, roi, [("atlas", "atlas"), ("digest", "atlas_digest")]),
+        (atlassource, report, [("atlas", "atlas"), ("digest", "atlas_digest")]),
+        (atlassource, sink, [("label", "atlas")]),
+        (atlassource, report_sink, [("label", "atlas")]),
         (gather, glm, [("bold", "bold"), ("mask", "mask"), ("confounds", "confounds"),
-                       ("events", "events"), ("t_r", "t_r")]),
-        (gather, roi, [("mask", "mask"), ("lesion_mask", "lesion_mask"),
-                       ("lesion_side", "lesion_side")]),
+                       ("events", "events"), ("t_r", "t_r"), ("sidecar", "sidecar")]),
+        (gather, lesion, [("lesion_mask", "lesion_mask"), ("raw_lesion", "raw_lesion"),
+                          ("lesion_transforms", "transforms"), (("mask", _first), "reference")]),
+        (glm, roi, [("mask", "mask")]),
+        (lesion, roi, [("lesion_mask", "lesion_mask")]),
+        (gather, roi, [("lesion_side", "lesion_side")]),
+        (glm, sink, [("info", "glm_info")]),
         (glm, roi, [("roi_maps", "maps")]),
-        (glm, sink, [("derivative_maps", "maps")]),
+        (inputnode, maps_sink, [("subject", "subject"), ("session", "session")]),
+        (glm, maps_sink, [("derivative_maps", "maps")]),
+        (maps_sink, sink, [("maps", "maps")]),
         (roi, sink, [("table", "roi_table"), ("sidecar", "roi_sidecar")]),
+        (gather, qc, [(("confounds", _first), "confounds")]),
+        (qc, sink, [("qc", "qc")]),
         (inputnode, report, [("subject", "subject"), ("session", "session")]),
-        (gather, report, [("mask", "mask"), ("lesion_side", "lesion_side")]),
-        (glm, report, [("roi_maps", "maps")]),
+        (gather, report, [("lesion_side", "lesion_side"), (("confounds", _first), "confounds"),
+                          (("bold", _first), "bold")]),
+        (glm, report, [("mask", "mask")]),
+        (lesion, report, [("lesion_mask", "lesion_mask")]),
+        (glm, report, [("roi_maps", "maps"), ("design", "design"), ("info", "glm_info")]),
         (roi, report, [("table", "roi_table")]),
-        (report, sink, [("report", "report")]),
+        (qc, report, [("qc", "qc")]),
+        (inputnode, report_sink, [("subject", "subject"), ("session", "session")]),
+        (report, report_sink, [("report", "report")]),
         (sink, outputnode, [("roi_table", "roi_table")]),
     ])
     return workflow

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from hermesflow.bids.anat import find_inputs
+from hermesflow.preproc.native.brain import extract_brain
+from hermesflow.preproc.native.checks import check_inputs
 from hermesflow.preproc.native.motion import estimate_head_motion, read_motion
 from hermesflow.preproc.native.outputs import write_confounds, write_outputs
 from hermesflow.preproc.native.registration import coregister_bold, normalise_session
@@ -44,7 +46,7 @@ def run_native_session(
     task: str = "passivewrist",
     reference: str | Path | None = None,
     smoothing_fwhm: float = 0.0,
-    transform: str = "Affine",
+    transform: str = "SyN",
 ) -> NativeResult:
     """Preprocess one session and write it in the fMRIPrep layout under ``fmriprep_dir``.
 
@@ -62,7 +64,7 @@ def run_native_session(
     smoothing_fwhm : float
         Gaussian smoothing of the MNI BOLD, mm (0: none; the GLM can smooth instead).
     transform : {"Rigid", "Affine", "SyN"}
-        The T1w -> template model after the rigid stage.
+        The T1w -> template model after the rigid stage (or after brain extraction's affine).
 
     Returns
     -------
@@ -70,14 +72,17 @@ def run_native_session(
     """
     subject, session = subject.removeprefix("sub-"), session.removeprefix("ses-")
     inputs = find_inputs(bids_dir, subject, session, task)
+    sidecar = check_inputs(inputs, bids_dir, task)
     # The intermediate files live only as long as the call; the graph keeps them instead.
     with tempfile.TemporaryDirectory(prefix="hermesflow-native-") as tmp:
         work = Path(tmp)
         LOGGER.info("sub-%s ses-%s: head-motion estimation", subject, session)
         motion = estimate_head_motion(inputs.bold, work / "motion")
-        coregistration = coregister_bold(motion.boldref, inputs.t1w, work / "bold2t1w")
-        normalisation = normalise_session(inputs.t1w, inputs.lesion, transform,
-                                          work / "t1w2mni")
+        brain = extract_brain(inputs.t1w, inputs.lesion, work / "brain")
+        coregistration = coregister_bold(motion.boldref, brain.brain, work / "bold2t1w")
+        initial = brain.transforms[0] if brain.transforms else None
+        normalisation = normalise_session(brain.brain, inputs.lesion, transform,
+                                          work / "t1w2mni", initial=initial)
         resampled = resample_session(inputs.bold, motion.transforms, coregistration,
                                      normalisation.transforms, normalisation.template,
                                      inputs.lesion, work / "apply", reference=reference)
@@ -85,7 +90,8 @@ def run_native_session(
                                     work / "confounds")
         names = write_outputs(fmriprep_dir, subject, session, task, bold=resampled.bold,
                               mask=resampled.mask, lesion_mask=resampled.lesion_mask,
-                              confounds=confounds, smoothing_fwhm=smoothing_fwhm)
+                              confounds=confounds, smoothing_fwhm=smoothing_fwhm,
+                              raw_sidecar=sidecar)
         parameters = read_motion(motion.parameters)
     return NativeResult(fmriprep_dir=str(fmriprep_dir), bold=str(names["bold"]),
                         mask=str(names["mask"]), confounds=str(names["confounds"]),

@@ -1,36 +1,121 @@
-"""Atlases: a name or a path becomes ROI masks on any image grid.
+"""Atlases: a name or a path (``--atlas``) becomes regions, and ROI masks on any grid.
 
-Named sources are registered in :data:`SOURCES` (one module each, one line here); anything
-else given as ``--atlas`` is a path to a custom atlas (:mod:`.custom`).  The default is the
-Juelich cytoarchitectonic probabilistic atlas, reduced to the four maps of primary motor
-cortex: Brodmann 4a (``mi4a``) and 4p (``mi4p``), left and right (:mod:`.juelich`).
+Each source is one module of this package with a ``SOURCE`` (:class:`~.base.AtlasSource`),
+found here when the package is imported: adding a source is adding its module.  The sources
+are asked in priority order whether they read an ``--atlas`` value:
+
+* :mod:`.juelich` -- ``juelich``, the default: the Juelich probabilistic atlas, BA4a and BA4p
+  (``mi4a``, ``mi4p``) unless ``--rois`` chooses others;
+* :mod:`.templateflow` -- files named as TemplateFlow / BIDS-Atlas name them
+  (``tpl-<T>_atlas-<A>_dseg.nii.gz`` / ``_probseg.nii.gz`` with their ``_dseg.tsv``);
+* :mod:`.custom` -- any other label image or 4D probabilistic image with a TSV.
+
+:func:`load_atlas` opens the atlas and prepares it (:func:`~.loading.prepare`: template
+check, regions chosen, hemispheres, probabilities in percent); :func:`roi_masks` puts it on a
+grid.  :func:`atlas_digest` hashes the atlas's files: the ROI nodes key their cache on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import importlib
+import pkgutil
+from functools import lru_cache
+from pathlib import Path
 
-from hermesflow.roi.atlases import custom, juelich
-from hermesflow.roi.atlases.base import Atlas, roi_masks
+from hermesflow.errors import RegistryError
+from hermesflow.roi.atlases.base import Atlas, AtlasSource, Region, RoiMap, roi_maps, roi_masks
+from hermesflow.roi.atlases.loading import check_space, prepare, template_name
 from hermesflow.templates import template_path
 
-# name -> loader of a named atlas source; adding a source is one module and one line here.
-SOURCES: dict[str, Callable[[], Atlas]] = {
-    "juelich": juelich.load_juelich,
-}
+
+def _discover() -> dict[str, AtlasSource]:
+    sources: dict[str, AtlasSource] = {}
+    for module in pkgutil.iter_modules(__path__):
+        source = getattr(importlib.import_module(f"{__name__}.{module.name}"), "SOURCE", None)
+        if isinstance(source, AtlasSource):
+            if source.name in sources:
+                raise RegistryError(f"atlas source {source.name!r} is defined twice")
+            sources[source.name] = source
+    return dict(sorted(sources.items(), key=lambda item: item[1].priority))
 
 
-def atlas_label(name_or_path: str) -> str:
+# name -> source, in the order they are asked.
+SOURCES: dict[str, AtlasSource] = _discover()
+
+
+def source_of(spec: str) -> AtlasSource:
+    """The source that reads ``--atlas spec``."""
+    return next(source for source in SOURCES.values() if source.claims(spec))
+
+
+def is_named(spec: str) -> bool:
+    """Whether ``spec`` names a source (``juelich``) rather than a file."""
+    source = source_of(spec)
+    return source.by_name and source.name == spec.lower()
+
+
+def atlas_label(spec: str) -> str:
     """The short name of an atlas, as used in file names (``atlas-<label>``)."""
-    if name_or_path.lower() in SOURCES:
-        return name_or_path.lower()
-    return custom.path_label(name_or_path)
+    return source_of(spec).label(spec)
 
 
-def load_atlas(name_or_path: str) -> Atlas:
-    """Return the atlas source called ``name_or_path`` (``"juelich"``) or stored at that path."""
-    loader = SOURCES.get(name_or_path.lower())
-    return loader() if loader is not None else custom.load_custom(name_or_path)
+def open_atlas(spec: str) -> Atlas:
+    """The atlas ``spec`` as its source opens it: every region, data not read."""
+    return source_of(spec).open(spec)
 
 
-__all__ = ["SOURCES", "Atlas", "atlas_label", "load_atlas", "roi_masks", "template_path"]
+def _stamp(files: tuple[str, ...]) -> tuple:
+    return tuple((f, Path(f).stat().st_size, Path(f).stat().st_mtime_ns) for f in files)
+
+
+@lru_cache(maxsize=8)
+def _prepared(spec: str, rois: tuple[str, ...], space: str | None, stamp: tuple) -> Atlas:
+    # ``stamp`` (size, mtime of each file) is part of the key: an atlas edited in place is
+    # read again, also in worker processes forked from a parent that had it cached.
+    return prepare(open_atlas(spec), rois, space)
+
+
+def load_atlas(spec: str, rois: list[str] | tuple[str, ...] | None = None,
+               space: str | None = None) -> Atlas:
+    """The atlas ``spec`` (a source's name or a path), prepared for :func:`roi_masks`.
+
+    Parameters
+    ----------
+    rois
+        Region names or regular expressions; None: the source's default regions.
+    space
+        The maps' space (``NAME`` or ``NAME:res-N``); an atlas in another template is refused.
+    """
+    opened = open_atlas(spec)
+    return _prepared(spec, tuple(rois or ()), space, _stamp(opened.files))
+
+
+def atlas_digest(spec: str) -> str:
+    """SHA-256 of the atlas's files (image, table, sidecar): what the ROI nodes' cache keys on."""
+    digest = hashlib.sha256()
+    for file in open_atlas(spec).files:
+        digest.update(Path(file).name.encode())
+        with open(file, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def atlas_provenance(atlas: Atlas, threshold: float) -> dict:
+    """What an ROI table's sidecar says of its atlas: files, kind, values, regions and sides."""
+    regions: dict[str, dict] = {}
+    for region in atlas.regions:
+        regions.setdefault(region.roi, {})[region.side] = {
+            "Name": region.name, "Hemisphere": region.side_from}
+    provenance = {"Name": atlas.name, "Source": atlas.source, "Table": atlas.table,
+                  "Kind": atlas.kind, "Template": list(atlas.templates) or "not declared",
+                  "Regions": regions}
+    if atlas.kind == "probabilistic":
+        provenance.update(Values=atlas.values, ThresholdPercent=threshold)
+    return provenance
+
+
+__all__ = ["SOURCES", "Atlas", "AtlasSource", "Region", "RoiMap", "atlas_digest", "atlas_label",
+           "atlas_provenance", "check_space", "is_named", "load_atlas", "open_atlas", "roi_maps",
+           "roi_masks", "source_of", "template_name", "template_path"]

@@ -1,71 +1,184 @@
-"""What every atlas source gives: an :class:`Atlas`, and its regions as masks on any grid.
+"""What every atlas source gives: an :class:`Atlas` of :class:`Region` s, and masks on any grid.
 
-An :class:`Atlas` is a probabilistic image (one volume per region and hemisphere, values in
-percent) or a label image, plus a table saying which volume or label is which
-``(roi, hemisphere)``.  The sources (one module each) only load; :func:`roi_masks` does the
-rest the same way for all of them.
+An :class:`Atlas` is a probabilistic image (one volume per region) or a label image, plus the
+regions its table names.  A source (one module each, see :mod:`hermesflow.roi.atlases`) only
+*opens* an atlas: it reads the table and the header.  :func:`~.loading.prepare` then chooses
+the regions (``--rois``), reads only their data, puts probabilities in percent and gives every
+region a hemisphere; :func:`roi_maps` turns a prepared atlas into masks (and probability
+weights) on the grid of the GLM maps, the same way for every source.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
 from nilearn.image import resample_to_img
 
+SIDES = ("L", "R")
+
+
+@dataclass(frozen=True)
+class Region:
+    """One region of an atlas's table.
+
+    Attributes
+    ----------
+    name : str
+        As the atlas's table writes it (``GM_Primary_motor_cortex_BA4a_L``).
+    roi : str
+        hermesflow's name of the region (lower case, digits, ``_``), shared by its two
+        hemispheres: it starts the outcome names (``mi4a_ipsi_psc``).
+    side : str or None
+        ``"L"`` or ``"R"``; None until :func:`~.loading.prepare` finds it from the centroid.
+    index : int
+        Label value (label images) or 0-based volume (probabilistic images).
+    side_from : str
+        How the side was found: ``"name"``, ``"table"`` (a hemisphere column), ``"centroid"``
+        (the region's centre of mass) or ``"midline"`` (a region spanning both hemispheres,
+        split at x = 0).
+    """
+
+    name: str
+    roi: str
+    side: str | None
+    index: int
+    side_from: str = "name"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.roi, self.side or "")
+
 
 @dataclass(frozen=True)
 class Atlas:
-    """A probabilistic or label atlas reduced to the regions hermesflow reads.
+    """An atlas: an image and its regions, with where it came from.
 
     Attributes
     ----------
     name : str
         Short name, used in output file names (``atlas-<name>``).
     image : nibabel.Nifti1Image
-        4D probabilistic maps (percent), one volume per entry of ``regions``; or a 3D label image.
-    regions : dict
-        ``(roi, hemi) -> volume index`` (probabilistic) or ``-> label value`` (dseg).
+        Probabilistic maps (4D) or a 3D label image.  Once prepared, probabilities are in
+        percent and the 4D image holds only the chosen regions' volumes.
+    regions : tuple of Region
+        The regions (all of the table's when opened; the chosen ones, each with a side, when
+        prepared).
     kind : str
         ``"probabilistic"`` or ``"dseg"``.
     source : str
-        Where the file came from, for provenance.
+        The image file, for provenance and error messages.
+    templates : tuple of str
+        Templates the atlas may be used in (``tpl-``/``space-``); empty if it does not say.
+    files : tuple of str
+        Every file the atlas is read from (image, table, sidecar): the cache keys on them.
+    table : str
+        The file naming the regions (error messages).
+    default_rois : tuple of str
+        Region names or patterns used when ``--rois`` is not given; empty: every region.
+    values : str
+        ``"percent"`` or ``"0-1"`` (probabilistic atlases, detected when prepared).
+    prepared : bool
+        Whether :func:`~.loading.prepare` made it ready for :func:`roi_maps`.
     """
 
     name: str
     image: nib.Nifti1Image
-    regions: dict[tuple[str, str], int]
+    regions: tuple[Region, ...]
     kind: str
     source: str
+    templates: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    table: str = ""
+    default_rois: tuple[str, ...] = ()
+    values: str = ""
+    prepared: bool = False
+
+    @property
+    def keys(self) -> list[tuple[str, str]]:
+        return [region.key for region in self.regions]
 
 
-def roi_masks(
-    atlas: Atlas, target: nib.Nifti1Image, threshold: float = 25.0
-) -> dict[tuple[str, str], np.ndarray]:
-    """Binary masks of each ``(roi, hemi)`` on the grid of ``target``.
+@dataclass(frozen=True)
+class AtlasSource:
+    """A kind of atlas hermesflow reads: a module of this package with a ``SOURCE``.
+
+    ``claims(spec)`` says whether the source reads ``--atlas spec`` (a name or a path);
+    sources are asked in ``priority`` order (lowest first) and the first that claims it opens
+    it with ``open(spec)``.
+    """
+
+    name: str
+    claims: Callable[[str], bool]
+    open: Callable[[str], Atlas]
+    label: Callable[[str], str]
+    priority: int = 50
+    # A source read by its name (``--atlas juelich``) rather than from a file.
+    by_name: bool = False
+
+
+@dataclass(frozen=True)
+class RoiMap:
+    """One region on the target grid: its voxels and their atlas probability (0-1)."""
+
+    mask: np.ndarray
+    weight: np.ndarray
+
+
+def _hemisphere(target: nib.Nifti1Image, side: str) -> np.ndarray:
+    """Voxels of the target grid left (x < 0) or right (x > 0) of the midline."""
+    ijk = np.indices(target.shape[:3]).reshape(3, -1).T
+    x = nib.affines.apply_affine(target.affine, ijk)[:, 0].reshape(target.shape[:3])
+    return x < 0 if side == "L" else x > 0
+
+
+def roi_maps(atlas: Atlas, target: nib.Nifti1Image,
+             threshold: float = 25.0) -> dict[tuple[str, str], RoiMap]:
+    """Each ``(roi, side)`` of a prepared atlas on the grid of ``target``.
 
     Probabilistic maps are resampled (linear) to the target grid, thresholded at
     ``threshold`` percent, and each voxel goes to the region most likely there, so that
-    neighbouring regions (4a and 4p) never share a voxel.  Label images are resampled
-    nearest-neighbour.
+    neighbouring regions (4a and 4p) never share a voxel; the weight is the probability
+    (0-1).  Label images are resampled nearest-neighbour (weight 1).  Regions split at the
+    midline keep their own hemisphere's half.
     """
+    if not atlas.prepared:
+        raise ValueError("roi_maps needs a prepared atlas (hermesflow.roi.atlases.load_atlas)")
     target3d = target if target.ndim == 3 else nib.Nifti1Image(
-        np.zeros(target.shape[:3], np.uint8), target.affine
-    )
-    keys = list(atlas.regions)
+        np.zeros(target.shape[:3], np.uint8), target.affine)
+    halves = {side: _hemisphere(target3d, side) for side in SIDES
+              if any(r.side_from == "midline" and r.side == side for r in atlas.regions)}
     if atlas.kind == "probabilistic":
-        resampled = resample_to_img(
-            atlas.image, target3d, interpolation="linear", force_resample=True,
-            copy_header=True,
-        )
+        resampled = resample_to_img(atlas.image, target3d, interpolation="linear",
+                                    force_resample=True, copy_header=True)
         prob = np.asarray(resampled.dataobj, dtype=np.float32)
-        stack = np.stack([prob[..., atlas.regions[key]] for key in keys], axis=-1)
+        if prob.ndim == 3:
+            prob = prob[..., None]
+        layers = []
+        for region in atlas.regions:
+            layer = prob[..., region.index]
+            layers.append(layer * halves[region.side] if region.side_from == "midline"
+                          else layer)
+        stack = np.stack(layers, axis=-1)
         winner = np.argmax(stack, axis=-1)
         above = stack.max(axis=-1) >= threshold
-        return {key: above & (winner == i) for i, key in enumerate(keys)}
-    resampled = resample_to_img(
-        atlas.image, target3d, interpolation="nearest", force_resample=True, copy_header=True
-    )
+        return {region.key: RoiMap(above & (winner == i), stack[..., i] / 100.0)
+                for i, region in enumerate(atlas.regions)}
+    resampled = resample_to_img(atlas.image, target3d, interpolation="nearest",
+                                force_resample=True, copy_header=True)
     labels = np.asarray(resampled.dataobj)
-    return {key: labels == atlas.regions[key] for key in keys}
+    found = {}
+    for region in atlas.regions:
+        mask = labels == region.index
+        if region.side_from == "midline":
+            mask &= halves[region.side]
+        found[region.key] = RoiMap(mask, mask.astype(np.float32))
+    return found
+
+
+def roi_masks(atlas: Atlas, target: nib.Nifti1Image,
+              threshold: float = 25.0) -> dict[tuple[str, str], np.ndarray]:
+    """Binary masks of each ``(roi, side)`` on the grid of ``target`` (see :func:`roi_maps`)."""
+    return {key: found.mask for key, found in roi_maps(atlas, target, threshold).items()}

@@ -1,19 +1,18 @@
-"""An atlas of the user's: a path to a 3D label image (dseg) or a 4D probabilistic image.
+"""An atlas of the user's: a 3D label image or a 4D probabilistic image, with a TSV.
 
-Its label table is the TSV next to it (BIDS-Atlas style ``*_dseg.tsv`` or ``<image>.tsv``) with
-columns ``index``, ``roi`` and ``hemi`` (``L``/``R``); for a probabilistic atlas ``index`` is
-the 0-based volume.
+The TSV is ``<image>.tsv`` beside the image (or the ``_dseg.tsv`` of a ``_probseg`` image),
+with columns ``index`` and ``name`` (BIDS-Atlas style) or ``index``, ``roi`` and ``hemi``;
+for a probabilistic atlas ``index`` is the volume (0-based, or 1 to N).  Probabilities may be
+in 0-1 or in percent (detected).  A JSON sidecar beside it may name the template
+(``"Template"``); without one the atlas is taken to be in the maps' space.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
-import pandas as pd
-
-from hermesflow.errors import InputError
-from hermesflow.roi.atlases.base import Atlas
+from hermesflow.roi.atlases.base import Atlas, AtlasSource
+from hermesflow.roi.atlases.tables import find_sidecar, open_file_atlas, template_of
 
 
 def path_label(path: str | Path) -> str:
@@ -22,39 +21,14 @@ def path_label(path: str | Path) -> str:
     return "".join(ch for ch in stem if ch.isalnum()) or "custom"
 
 
-def label_table(image_path: Path) -> Path:
-    """The TSV that names the regions of ``image_path``."""
-    name = image_path.name.removesuffix(".gz").removesuffix(".nii")
-    for candidate in (
-        image_path.with_name(name + ".tsv"),
-        image_path.with_name(name.replace("_probseg", "_dseg") + ".tsv"),
-    ):
-        if candidate.exists():
-            return candidate
-    raise InputError(
-        image_path,
-        "atlas has no label table",
-        f"write {name}.tsv next to it with columns index, roi, hemi",
-    )
-
-
 def load_custom(path: str | Path) -> Atlas:
-    """The atlas stored at ``path`` with its label table."""
+    """The atlas stored at ``path`` with its label table (opened: header and table only)."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "atlas file not found", "check the --atlas path")
-    table_path = label_table(path)
-    table = pd.read_csv(table_path, sep="\t")
-    missing = {"index", "roi", "hemi"} - set(table.columns)
-    if missing:
-        raise InputError(
-            table_path,
-            f"label table lacks column(s) {', '.join(sorted(missing))}",
-            "add columns index, roi, hemi (L/R)",
-        )
-    img = nib.load(path)
-    kind = "probabilistic" if img.ndim == 4 else "dseg"
-    regions = {
-        (str(row.roi), str(row.hemi).upper()): int(row.index) for row in table.itertuples()
-    }
-    return Atlas(path_label(path), img, regions, kind, str(path))
+    sidecar = find_sidecar(path) if path.exists() else None
+    template = template_of(path, sidecar) if path.exists() else None
+    return open_file_atlas(path, path_label(path), template=template)
+
+
+# Any path no other source claims.
+SOURCE = AtlasSource("custom", claims=lambda spec: True, open=load_custom, label=path_label,
+                     priority=100)

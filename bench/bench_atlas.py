@@ -1,0 +1,77 @@
+"""Atlas re-run against the first run: how much of the participant level a new atlas costs.
+
+Simulates a demo-sized trial, runs the participant level once (preprocessed data -> GLMs ->
+ROI measures -> derivatives), then again on the same work dir with a new custom atlas (a
+label image holding Juelich's MI-4a/4p on the GLM grid under other names).  The GLMs come from
+Nipype's cache; only the ROI, report and sink nodes run.  Prints both times and their ratio
+(goal: <= 0.10).  Machines are shared: read the ratio, not the seconds.
+
+    python bench/bench_atlas.py [--participants 12] [--voxel-size 4] [--nprocs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from hermesflow.cli.run import main as hermesflow
+from hermesflow.roi.atlases import load_atlas, roi_masks
+from hermesflow.simulation.trial import SimulationSpec, simulate_trial
+
+GOAL = 0.10
+
+
+def _new_atlas(out: Path, folder: Path) -> Path:
+    grid = nib.load(next(out.rglob("*_stat-z_statmap.nii.gz")))
+    masks = roi_masks(load_atlas("juelich"), grid)
+    labels = np.zeros(grid.shape, np.int16)
+    names = []
+    for value, (roi, side) in enumerate(sorted(masks), 1):
+        labels[masks[(roi, side)]] = value
+        names.append(f"bench_{roi}_{side}")
+    path = folder / "bench.nii.gz"
+    nib.save(nib.Nifti1Image(labels, grid.affine), path)
+    pd.DataFrame({"index": range(1, len(names) + 1), "name": names}).to_csv(
+        folder / "bench.tsv", sep="\t", index=False)
+    return path
+
+
+def _timed(argv: list[str]) -> float:
+    start = time.perf_counter()
+    status = hermesflow(argv)
+    if status != 0:
+        raise SystemExit(f"hermesflow {' '.join(argv)} exited {status}")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--participants", type=int, default=12)
+    parser.add_argument("--voxel-size", type=float, default=4.0)
+    parser.add_argument("--nprocs", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        bids = simulate_trial(root / "bids", SimulationSpec(
+            participants=args.participants, voxel_size=args.voxel_size, seed=3))
+        common = ["-w", str(root / "work"), "--nprocs", str(args.nprocs),
+                  "--skip-bids-validation", "-q"]
+        first = _timed([str(bids), str(root / "out"), "participant", *common])
+        atlas = _new_atlas(root / "out", root)
+        rerun = _timed([str(bids), str(root / "out"), "participant", *common,
+                        "--atlas", str(atlas)])
+    ratio = rerun / first
+    print(f"participant level, {args.participants} participants, {args.voxel_size:g} mm: "
+          f"first run {first:.1f} s, atlas re-run {rerun:.1f} s")
+    print(f"atlas re-run / first run = {ratio:.3f} (goal <= {GOAL:.2f}: "
+          f"{'met' if ratio <= GOAL else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""The group level reads only what the participant level certified (derivatives/manifest.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from hermesflow.cli.run import main
+from hermesflow.derivatives.manifest import (
+    complete_session,
+    manifest_path,
+    select_certified,
+    settings_hash,
+    start_session,
+)
+from hermesflow.simulation.trial import simulate_trial
+
+TABLE = "sub-01_ses-01_task-t_space-s_atlas-a_contrast-move_roimeasures.tsv"
+
+
+def _session(tmp_path, *, settings="s1", start="2026-01-01T00:00:00", name=TABLE):
+    bids = tmp_path / "bids"
+    bids.mkdir(exist_ok=True)
+    raw = bids / f"{name[:13]}_bold.nii.gz"
+    raw.write_bytes(b"raw " + name.encode())
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    table = out / name
+    path = manifest_path(table)
+    start_session(path, inputs=[raw], settings=settings, bids_dir=bids, run={"start": start})
+    table.write_text("roi\tvalue\nmi4a\t9.654\n")
+    complete_session(path, {"roi_table": table})
+    return bids, table, raw
+
+
+def test_certified_table_passes_and_each_fault_is_refused(tmp_path):
+    bids, table, raw = _session(tmp_path)
+    assert manifest_path(table).name.endswith("_atlas-a_contrast-move_manifest.json")
+    assert select_certified([table], bids) == ([str(table)], [])
+
+    table.write_text("roi\tvalue\nmi4a\t9.")  # cut mid-number
+    (refused,) = select_certified([table], bids)[1]
+    assert refused.reason == f"{table.name} changed after it was certified (truncated or edited)"
+    assert refused.session == ("sub-01", "ses-01")
+
+    _session(tmp_path)
+    raw.write_bytes(b"new acquisition")
+    assert select_certified([table], bids)[1][0].reason == (
+        f"stale: its input {raw.name} changed since")
+
+    _session(tmp_path)
+    other = tmp_path / "other_trial"
+    assert select_certified([table], other)[1][0].reason.startswith(
+        f"made from another dataset ({bids}), not from BIDS_DIR")
+
+    manifest_path(table).unlink()
+    assert select_certified([table], bids)[1][0].reason == (
+        "no manifest (not certified by a participant run)")
+
+    _session(tmp_path)
+    start_session(manifest_path(table), inputs=[raw], settings="s1", bids_dir=bids,
+                  run={"start": "2026-02-01T00:00:00"})  # a rerun that never finished
+    assert select_certified([table], bids)[1][0].reason == (
+        "status 'running' (the last participant run did not complete it)")
+
+
+def test_tables_of_older_settings_are_stale(tmp_path):
+    bids, old, _ = _session(tmp_path, settings="s1", start="2026-01-01T00:00:00")
+    _, new, _ = _session(tmp_path, settings="s2", start="2026-03-01T00:00:00",
+                         name=TABLE.replace("sub-01", "sub-02"))
+    certified, refused = select_certified([old, new], bids)
+    assert certified == [str(new)]
+    assert [r.reason for r in refused] == [
+        "stale: made with other settings (run of 2026-01-01T00:00:00) than the latest run"]
+
+
+def test_settings_hash_ignores_paths_only():
+    base = {"task": "t", "high_pass": 0.01, "fmriprep_dir": "/a", "atlas": "juelich"}
+    assert settings_hash(base) == settings_hash({**base, "fmriprep_dir": "/b", "atlas": "x"})
+    assert settings_hash(base) != settings_hash({**base, "high_pass": 0.02})
+
+
+SMALL = {"participants": 4, "sessions": (1, 6), "voxel_size": 8.0, "n_blocks": 3}
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("manifest")
+    bids = simulate_trial(root / "bids", seed=3, **SMALL)
+    argv = [str(bids), str(root / "out"), "participant", "-w", str(root / "work"),
+            "--skip-bids-validation", "--nprocs", "2"]
+    assert main(argv) == 0
+    return root, bids
+
+
+def test_group_refuses_truncated_stale_and_foreign_tables(processed, tmp_path, caplog):
+    root, bids = processed
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    func = "sub-{0}/ses-{1}/func"
+    name = ("sub-{0}_ses-{1}_task-passivewrist_space-MNI152NLin2009cAsym_atlas-juelich_"
+            "contrast-move_roimeasures.tsv")
+    # Truncated: cut mid-number.
+    truncated = out / func.format("01", "01") / name.format("01", "01")
+    text = truncated.read_text()
+    truncated.write_text(text[: text.index(".", len(text) // 2) + 2])
+    # Stale: the rerun of sub-01 ses-06 fails (its preprocessed BOLD is now unreadable), so
+    # its table on disk is the old run's.
+    fmriprep = tmp_path / "fmriprep"
+    shutil.copytree(bids / "derivatives" / "fmriprep", fmriprep)
+    bold = next((fmriprep / "sub-01/ses-06/func").glob("*_desc-preproc_bold.nii.gz"))
+    bold.write_bytes(bold.read_bytes()[:5000])
+    assert main([str(bids), str(out), "participant", "-w", str(tmp_path / "work"),
+                 "--participant-label", "01", "--session-label", "06", "--fmriprep-dir",
+                 str(fmriprep), "--skip-bids-validation"]) == 1
+    # Foreign: sub-02 ses-06's outputs copied from another trial (same labels, other data).
+    other = simulate_trial(tmp_path / "other", seed=4, **SMALL)
+    assert main([str(other), str(tmp_path / "other_out"), "participant", "-w",
+                 str(tmp_path / "other_work"), "--participant-label", "02", "--session-label",
+                 "06", "--skip-bids-validation"]) == 0
+    source = tmp_path / "other_out" / func.format("02", "06")
+    for path in source.glob("*"):
+        shutil.copy2(path, out / func.format("02", "06") / path.name)
+    caplog.clear()
+    status = main([str(bids), str(out), "group", "-w", str(tmp_path / "work"),
+                   "--n-permutations", "0"])
+    assert status == 1, "tables were left out"
+    listing = pd.read_csv(out / "group" / "task-passivewrist_atlas-juelich_desc-excluded.tsv",
+                          sep="\t")
+    assert listing[["participant_id", "session_id"]].values.tolist() == [
+        ["sub-01", "ses-01"], ["sub-01", "ses-06"], ["sub-02", "ses-06"]]
+    reasons = listing["reason"].tolist()
+    assert reasons[0] == f"{truncated.name} changed after it was certified (truncated or edited)"
+    assert reasons[1] == "status 'running' (the last participant run did not complete it)"
+    assert reasons[2] == f"made from another dataset ({other}), not from BIDS_DIR"
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert sum(m.startswith("left out of the group: ") for m in warned) == 3
+    long = pd.read_csv(out / "group" / "task-passivewrist_atlas-juelich_desc-long.tsv",
+                       sep="\t")
+    imaging = long[long["outcome"] == "mi4p_ipsi_psc"]
+    assert sorted(zip(imaging["participant_id"], imaging["session_id"], strict=True)) == [
+        ("sub-02", "ses-01"), ("sub-03", "ses-01"), ("sub-03", "ses-06"), ("sub-04", "ses-01"),
+        ("sub-04", "ses-06")]
+    manifest = json.loads(manifest_path(truncated).read_text())
+    assert manifest["status"] == "complete" and manifest["inputs"]
