@@ -108,7 +108,7 @@ def test_every_page_renders_without_a_broken_image(moved_trial, tmp_path):
     out = moved_trial / "out"
     pages = [*out.glob("sub-*/ses-*/func/*_report.html"), *out.glob("group/*_desc-report.html")]
     assert len(pages) == 28
-    for page in [pages[0], pages[-1], *out.glob(f"sub-{MOVED[0]}/ses-{MOVED[1]}/func/*.html")]:
+    for page in pages:  # every report of the run, as a reviewer would open them
         images, broken = _broken_images(tmp_path, page)
         assert images >= 4 and broken == 0, page.name
 
