@@ -124,6 +124,58 @@ def _live_lock(bids: Path, root: Path) -> list[str]:
     return []
 
 
+def _bold06(values: Callable) -> Callable[[Path, Path], list[str]]:
+    """Replace the preprocessed BOLD of ses-06 by ``values(data)`` (same grid and header)."""
+    def damage(bids: Path, root: Path) -> list[str]:
+        import nibabel as nib
+        import numpy as np
+
+        path = bids / (PREP06 + "_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz")
+        img = nib.load(path)
+        data = values(np.asarray(img.dataobj, dtype=np.float32))
+        img.header.set_data_dtype(np.float32)
+        nib.save(nib.Nifti1Image(data, img.affine, img.header), path)
+        return []
+    return damage
+
+
+def _lesion_other_grid(bids: Path, root: Path) -> list[str]:
+    import nibabel as nib
+    import numpy as np
+
+    path = bids / f"derivatives/fmriprep/{SES06}/anat/sub-01_ses-06_space-" \
+        "MNI152NLin2009cAsym_label-lesion_roi.nii.gz"
+    img = nib.load(path)
+    cropped = np.asarray(img.dataobj)[:-1]
+    nib.save(nib.Nifti1Image(cropped, img.affine, img.header), path)
+    return []
+
+
+def _duplicate_participant(rows):
+    return [*rows, rows[1]]
+
+
+def _filter_file(bids: Path, root: Path) -> list[str]:
+    _write(root / "filter.json", json.dumps({"bold": {"acquisitionn": "fast"}}))
+    return ["--bids-filter-file", str(root / "filter.json")]
+
+
+def _atlas_table_mismatch(bids: Path, root: Path) -> list[str]:
+    import nibabel as nib
+    import numpy as np
+
+    mask = nib.load(bids / (PREP06 + "_space-MNI152NLin2009cAsym_desc-brain_mask.nii.gz"))
+    labels = np.zeros(mask.shape, np.int16)
+    half = mask.shape[0] // 2
+    labels[:half][np.asarray(mask.dataobj)[:half] > 0] = 1
+    labels[half:][np.asarray(mask.dataobj)[half:] > 0] = 2
+    image = root / "tpl-MNI152NLin2009cAsym_atlas-hand_dseg.nii.gz"
+    nib.save(nib.Nifti1Image(labels, mask.affine), image)
+    _write(image.with_name("tpl-MNI152NLin2009cAsym_atlas-hand_dseg.tsv"),
+           "index\tname\n1\thand_L\n2\thand_R\n3\tfoot_L\n")
+    return ["--atlas", str(image)]
+
+
 S1 = ("sub-01_ses-01",)
 ONE = ("--skip-bids-validation", "--participant-label", "01")
 DONE_NOTHING: tuple[str, ...] = ()
@@ -216,6 +268,55 @@ FAULTS = [
     Fault("fMRIPrep: mask missing", "mask",
           _remove(PREP06 + "_space-MNI152NLin2009cAsym_desc-brain_mask.nii.gz"), 1,
           "sub-01 ses-06: {bids}/derivatives/fmriprep/" + SES06, S1, ONE),
+    # --- added for issue 13: trial-design tables, degenerate data, grids, options ---
+    Fault("config: number as string", "config", _config("[workflow]\nhigh_pass = '0.01'\n"),
+          2, "{root}/bad.toml: [workflow] high_pass = '0.01' is not a number -- write "
+          "high_pass as a number"),
+    Fault("CLI: filter with an unknown entity", "CLI", _filter_file, 2,
+          "{root}/filter.json: query 'bold' has unknown entit(ies) acquisitionn -- use pybids' "
+          "entity names: acquisition, "),
+    Fault("atlas: table does not match its labels", "atlas", _atlas_table_mismatch, 2,
+          "{root}/tpl-MNI152NLin2009cAsym_atlas-hand_dseg.tsv: table does not match the image "
+          "{root}/tpl-MNI152NLin2009cAsym_atlas-hand_dseg.nii.gz: label(s) 3 of the table are "
+          "not in the image -- use the label table written for this image"),
+    Fault("participants: duplicate row", "participants",
+          _participants(_duplicate_participant), 2,
+          "{bids}/participants.tsv: participant(s) sub-01 have more than one row -- keep one "
+          "row per participant"),
+    Fault("participants: arm 'contol'", "participants",
+          _participants(_set_column("arm", 1, "contol")), 2,
+          "{bids}/participants.tsv: participant sub-01: arm 'contol' is not control or msc -- "
+          "fix the row, or set control_arm / treatment_arm in [group]"),
+    Fault("participants: treated '1'", "participants",
+          _participants(_set_column("treated", 2, "1")), 2,
+          "{bids}/participants.tsv: column 'treated' has value(s) 1 -- write yes or no"),
+    Fault("events: n/a onset", "events",
+          _events06("onset\tduration\ttrial_type\nn/a\t20\tmove\n60\t20\tmove\n"), 1,
+          "sub-01 ses-06 (glm): {bids}/" + EVENTS06 + ": 1 'move' event(s) without a numeric "
+          "onset or duration -- write seconds as numbers (n/a is not allowed here)", S1, ONE),
+    Fault("events: all after the scan", "events",
+          _events06("onset\tduration\ttrial_type\n500\t20\tmove\n540\t20\tmove\n"), 1,
+          "sub-01 ses-06 (glm): {bids}/" + EVENTS06 + ": 2 'move' event(s) outside the scan (first "
+          "at 500 s; the scan lasts 120 s) -- use the events of this run, in seconds from its "
+          "first volume", S1, ONE),
+    Fault("sidecar: not valid JSON", "sidecar", _sidecar06('{"RepetitionTime": 2.0,'), 1,
+          "sub-01 ses-06: {bids}/" + SES06 + f"/func/sub-01_ses-06_task-{TASK}_bold.json: not "
+          "valid JSON (Expecting property name enclosed in double quotes: line 1 column 24 "
+          "(char 23)) -- fix the JSON syntax", S1, ONE),
+    Fault("BOLD: all NaN", "BOLD", _bold06(lambda d: d * float("nan")), 1,
+          "sub-01 ses-06 (glm): {bids}/" + PREP06 + "_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz: "
+          "819720 non-finite value(s) (NaN or inf) in the BOLD series -- rerun the "
+          "preprocessing of this run, or replace them before the GLM", S1, ONE),
+    Fault("BOLD: all zero", "BOLD", _bold06(lambda d: d * 0), 1,
+          "sub-01 ses-06 (glm): {bids}/" + PREP06 + "_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz: "
+          "3612 of 3612 voxels inside the brain mask have a constant series (no signal) -- "
+          "check the preprocessing output; an all-zero or flat BOLD cannot be modelled", S1,
+          ONE),
+    Fault("lesion: on another grid", "lesion", _lesion_other_grid, 1,
+          "sub-01 ses-06 (roi): {bids}/derivatives/fmriprep/" + SES06 + "/anat/sub-01_ses-06_"
+          "space-MNI152NLin2009cAsym_label-lesion_roi.nii.gz: grid 21x27x23 at 8x8x8 mm "
+          "differs from 22x27x23 at 8x8x8 mm of mask.nii.gz -- give every image of the "
+          "session on the BOLD's grid (hermesflow does not resample them)", S1, ONE),
 ]
 
 
@@ -263,7 +364,9 @@ def run_fault(fault: Fault, source: Path, root: Path, work: Path) -> Outcome:
     bids = root / "bids"
     shutil.rmtree(root / "out", ignore_errors=True)
     shutil.rmtree(bids, ignore_errors=True)
-    for stray in ("bad.toml", "other.pid"):
+    for stray in ("bad.toml", "other.pid", "filter.json",
+                  "tpl-MNI152NLin2009cAsym_atlas-hand_dseg.nii.gz",
+                  "tpl-MNI152NLin2009cAsym_atlas-hand_dseg.tsv"):
         (root / stray).unlink(missing_ok=True)
     shutil.copytree(source, bids)
     extra = fault.damage(bids, root) if fault.damage else []

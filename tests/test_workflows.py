@@ -36,7 +36,7 @@ def test_participant_wf_iterates_over_each_subjects_sessions(tmp_path):
     assert source.iterables == [("session", {"01": ["01", "06"], "02": ["01"]})]
     names = {node.fullname for node in workflow._create_flat_graph().nodes}
     stages = ("inputnode", "gather", "lesion", "glm", "maps_sink", "atlassource", "roi",
-              "report", "sink", "outputnode", "qc", "report_sink")
+              "report", "sink", "outputnode", "qc", "report_sink", "session_figures")
     assert names == {f"hermesflow_participant_wf.{n}" for n in ["subjectsource", "sessionsource"]
                      } | {f"hermesflow_participant_wf.session_wf.{n}" for n in stages}
     expanded = workflow._create_flat_graph()

@@ -74,9 +74,23 @@ def load_layout(bids_dir: str) -> BIDSLayout:
     if not (root / "dataset_description.json").exists():
         raise InputError(root / "dataset_description.json", "not a BIDS dataset (file missing)",
                          "point BIDS_DIR at the dataset's top folder")
-    indexer = BIDSLayoutIndexer(validate=False, ignore=["derivatives", "sourcedata", "code",
-                                                        "phenotype", "work"])
-    return BIDSLayout(str(root), indexer=indexer)
+    ignore: list = ["derivatives", "sourcedata", "code", "phenotype", "work"]
+    _BAD_JSON[str(root)] = {}
+    try:
+        return BIDSLayout(str(root), indexer=BIDSLayoutIndexer(validate=False, ignore=ignore))
+    except OSError:  # pybids stops at a sidecar that is not JSON: index without it
+        for path in (p for p in root.rglob("*.json") if p.relative_to(root).parts[0]
+                     not in ignore):
+            try:
+                json.loads(path.read_text())
+            except ValueError as err:
+                _BAD_JSON[str(root)][path] = str(err)
+                ignore.append(str(path.relative_to(root)))
+        return BIDSLayout(str(root), indexer=BIDSLayoutIndexer(validate=False, ignore=ignore))
+
+
+# Sidecars left out of the index as not JSON, per dataset; their sessions are refused.
+_BAD_JSON: dict[str, dict[Path, str]] = {}
 
 
 def _strip(label: str, prefix: str) -> str:
@@ -161,6 +175,9 @@ def session_inputs(bids_dir: str, subject: str, session: str, task: str,
     for label, files in sorted(grouped.items()):
         files.sort(key=lambda f: int(f.get_entities().get("echo", 0) or 0))
         first = files[0]
+        for bad, err in _BAD_JSON.get(str(bids_dir), {}).items():
+            if bad.name.endswith("_bold.json") and bad.parent in Path(first.path).parents:
+                raise InputError(bad, f"not valid JSON ({err})", "fix the JSON syntax")
         metadata = first.get_metadata()
         t_r = metadata.get("RepetitionTime")
         if not t_r:
@@ -213,6 +230,10 @@ def read_participants(bids_dir: str | Path) -> pd.DataFrame:
     if missing:
         raise InputError(path, f"lacks column(s) {', '.join(missing)}",
                          "add arm (randomised) and treated (yes/no) columns")
+    twice = sorted(set(table.loc[table["participant_id"].duplicated(), "participant_id"]))
+    if twice:
+        raise InputError(path, f"participant(s) {', '.join(twice)} have more than one row",
+                         "keep one row per participant")
     bad = sorted(set(table["treated"].dropna().astype(str)) - {"yes", "no"})
     if bad:
         raise InputError(path, f"column 'treated' has value(s) {', '.join(bad)}",

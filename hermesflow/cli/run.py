@@ -276,7 +276,7 @@ def run_participant_level(config: Config) -> int:
         findings = check_dataset(ex.bids_dir)
         LOGGER.info("BIDS validator: %d session(s) with errors, %d warning(s)",
                     len(findings.errors), len(findings.warnings))
-    _check_participants(ex.bids_dir)
+    _check_participants(ex.bids_dir, config)
     pairs = query_sessions(ex.bids_dir, config.workflow.task, ex.participant_label,
                            ex.session_label, bold_filters=bold_filters(config))
     problems: list[str] = []
@@ -310,16 +310,20 @@ def run_participant_level(config: Config) -> int:
     return 1 if problems or failures else 0
 
 
-def _check_participants(bids_dir: str) -> None:
+def _check_participants(bids_dir: str, config: Config) -> None:
     """participants.tsv concerns every session: a fault in it stops the run, in one line."""
     from hermesflow.bids.layout import read_participants
+    from hermesflow.group.design import validate_design_columns
 
     path = Path(bids_dir) / "participants.tsv"
     try:
-        read_participants(bids_dir)
+        table = read_participants(bids_dir)
     except UnicodeDecodeError as err:
         raise InputError(path, f"is not UTF-8 text (byte 0x{err.object[err.start]:02x} at "
                          f"offset {err.start})", "save it as UTF-8") from None
+    # Arms the group models would refuse are refused now, before hours of first levels.
+    validate_design_columns(table, control_arm=config.group.control_arm,
+                            treatment_arm=config.group.treatment_arm, source=str(path))
 
 
 def run_group_level(config: Config) -> int:

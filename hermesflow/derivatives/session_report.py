@@ -209,24 +209,9 @@ def _section(heading: str, draw, *args) -> str:
                 f"{escape(type(err).__name__)}: {escape(err)}</p>")
 
 
-def session_report(path: str | Path, *, title: str, z_map: str,
-                   roi_masks: dict[tuple[str, str], np.ndarray], roi_table: pd.DataFrame,
-                   lesion_side: str, figures: SessionFigures | None = None) -> Path:
-    """Write one session's report page.
-
-    Parameters
-    ----------
-    roi_masks
-        ``(roi, side) -> mask`` on the z map's grid (inside the brain).
-    roi_table
-        The session's ROI measures (long: roi, hemi, side, measure, value).
-    figures
-        The inputs of the QC, design and registration figures; without them the page shows
-        the z map and the ROI table only.
-    """
-    figures = figures or SessionFigures()
-    rois = sorted({roi for roi, _side in roi_masks})
-    colours = {roi: PALETTE[i % len(PALETTE)] for i, roi in enumerate(rois)}
+def session_figures_html(figures: SessionFigures) -> str:
+    """The atlas-independent top of the page: QC verdict, runs, FD, contrast, design,
+    registration.  Drawn once per session and reused by every atlas's page."""
     body = qc_line(figures.qc) if figures.qc else ""
     if figures.glm:
         body += glm_line(figures.glm)
@@ -239,6 +224,31 @@ def session_report(path: str | Path, *, title: str, z_map: str,
     if figures.bold:
         body += _section("Registration: mean BOLD over the template", registration_figure,
                          figures.bold, figures.template, figures.lesion_mask)
+    return body
+
+
+def session_report(path: str | Path, *, title: str, z_map: str,
+                   roi_masks: dict[tuple[str, str], np.ndarray], roi_table: pd.DataFrame,
+                   lesion_side: str, figures: SessionFigures | None = None,
+                   header: str | None = None) -> Path:
+    """Write one session's report page.
+
+    Parameters
+    ----------
+    roi_masks
+        ``(roi, side) -> mask`` on the z map's grid (inside the brain).
+    roi_table
+        The session's ROI measures (long: roi, hemi, side, measure, value).
+    figures
+        The inputs of the QC, design and registration figures; without them the page shows
+        the z map and the ROI table only.
+    header
+        Those figures already drawn (:func:`session_figures_html`, cached per session); when
+        given, ``figures`` is not used.
+    """
+    rois = sorted({roi for roi, _side in roi_masks})
+    colours = {roi: PALETTE[i % len(PALETTE)] for i, roi in enumerate(rois)}
+    body = header if header is not None else session_figures_html(figures or SessionFigures())
     cuts: list[float] = []
     try:
         uri, cuts = zmap_figure(z_map, roi_masks, colours)

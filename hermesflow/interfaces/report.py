@@ -1,7 +1,9 @@
 """Nipype doors to the session HTML report (drawn in :mod:`hermesflow.derivatives.session_report`).
 
-``SessionReport`` draws the page in its own folder; ``SessionReportSink`` copies it into
-OUTPUT_DIR.  The session's maps and ROI table are written by their own sink, which never waits
+``SessionFiguresHTML`` draws the atlas-independent figures (QC, design, registration) once per
+session, upstream of the atlas iterable, so Nipype caches them; ``SessionReport`` draws one
+atlas's z map and ROI table and assembles the page in its own folder; ``SessionReportSink``
+copies it into OUTPUT_DIR.  The session's maps and ROI table are written by their own sink, which never waits
 for the report: a page that fails to draw leaves the numbers written.
 """
 
@@ -23,7 +25,11 @@ from nipype.interfaces.base import (
 )
 
 from hermesflow.derivatives.naming import SessionNames
-from hermesflow.derivatives.session_report import SessionFigures, session_report
+from hermesflow.derivatives.session_report import (
+    SessionFigures,
+    session_figures_html,
+    session_report,
+)
 from hermesflow.derivatives.writing import copy_file
 from hermesflow.errors import InputError
 from hermesflow.roi.atlases import load_atlas, roi_masks
@@ -43,6 +49,15 @@ class _SessionReportInputSpec(BaseInterfaceInputSpec):
     rois = traits.List(traits.Str, desc="region names or patterns (empty: the atlas's default)")
     space = traits.Str("", usedefault=True)
     threshold = traits.Float(25.0, usedefault=True)
+    figures = File(exists=True, desc="the session's atlas-independent figures (HTML fragment)")
+    lesion_mask = traits.Either(None, File(exists=True), default=None, usedefault=True)
+
+
+class _SessionReportOutputSpec(TraitedSpec):
+    report = File(exists=True)
+
+
+class _SessionFiguresInputSpec(BaseInterfaceInputSpec):
     qc = File(exists=True, desc="motion QC JSON (the verdict line and FD threshold)")
     confounds = File(exists=True, desc="fMRIPrep confounds TSV (FD trace)")
     design = File(exists=True, desc="the GLM's design matrix TSV")
@@ -52,8 +67,8 @@ class _SessionReportInputSpec(BaseInterfaceInputSpec):
     glm_info = traits.Dict(desc="what went into the GLM (n_runs, per run volumes, dummies)")
 
 
-class _SessionReportOutputSpec(TraitedSpec):
-    report = File(exists=True)
+class _SessionFiguresOutputSpec(TraitedSpec):
+    figures = File(exists=True, desc="HTML fragment: QC, runs, FD, contrast, design, registration")
 
 
 def _template() -> str | None:
@@ -65,7 +80,7 @@ def _template() -> str | None:
 
 
 class SessionReport(SimpleInterface):
-    """Draw one session's report page (QC, design, registration, z map, ROI measures)."""
+    """Draw one atlas's z map and ROI table; the page, with the session's figures above."""
 
     input_spec = _SessionReportInputSpec
     output_spec = _SessionReportOutputSpec
@@ -83,20 +98,35 @@ class SessionReport(SimpleInterface):
             if lesion.shape == inside.shape:
                 # Outline what the ROI measures read: the lesion's voxels are left out.
                 masks = {key: mask & ~lesion for key, mask in masks.items()}
-        figures = SessionFigures(
-            qc=json.loads(Path(self.inputs.qc).read_text()) if self.inputs.qc else None,
-            confounds=self.inputs.confounds or None, design=self.inputs.design or None,
-            contrast=self.inputs.contrast or None, bold=self.inputs.bold or None,
-            lesion_mask=lesion_mask, template=_template() if self.inputs.bold else None,
-            glm=dict(self.inputs.glm_info) or None,
-        )
+        header = Path(self.inputs.figures).read_text() if self.inputs.figures else None
         self._results["report"] = str(session_report(
             Path(runtime.cwd) / "report.html",
             title=f"sub-{self.inputs.subject} ses-{self.inputs.session}: passive wrist movement",
             z_map=z_map, roi_masks=masks,
             roi_table=pd.read_csv(self.inputs.roi_table, sep="\t"),
-            lesion_side=self.inputs.lesion_side, figures=figures,
+            lesion_side=self.inputs.lesion_side, header=header,
         ))
+        return runtime
+
+
+class SessionFiguresHTML(SimpleInterface):
+    """Draw a session's atlas-independent figures once (an HTML fragment in its folder)."""
+
+    input_spec = _SessionFiguresInputSpec
+    output_spec = _SessionFiguresOutputSpec
+
+    def _run_interface(self, runtime):
+        figures = SessionFigures(
+            qc=json.loads(Path(self.inputs.qc).read_text()) if self.inputs.qc else None,
+            confounds=self.inputs.confounds or None, design=self.inputs.design or None,
+            contrast=self.inputs.contrast or None, bold=self.inputs.bold or None,
+            lesion_mask=self.inputs.lesion_mask or None,
+            template=_template() if self.inputs.bold else None,
+            glm=dict(self.inputs.glm_info) or None,
+        )
+        path = Path(runtime.cwd) / "figures.html"
+        path.write_text(session_figures_html(figures))
+        self._results["figures"] = str(path)
         return runtime
 
 

@@ -10,7 +10,7 @@ from hermesflow.interfaces.bids import GatherSession, MapsSink, SessionSink
 from hermesflow.interfaces.glm import SessionGLM
 from hermesflow.interfaces.lesion import LesionToBold
 from hermesflow.interfaces.qc import MotionQC
-from hermesflow.interfaces.report import SessionReport, SessionReportSink
+from hermesflow.interfaces.report import SessionFiguresHTML, SessionReport, SessionReportSink
 from hermesflow.interfaces.roi import ROIMeasures
 from hermesflow.preproc.collect import OutputSpace
 from hermesflow.roi.atlases import atlas_digest, atlas_label
@@ -73,8 +73,11 @@ def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:
     roi = pe.Node(ROIMeasures(active_z=wf_config.active_z, **atlas_options), name="roi")
     qc = pe.Node(MotionQC(fd_threshold=config.qc.fd_threshold, max_mean_fd=config.qc.max_mean_fd,
                           max_fraction_above=config.qc.max_fraction_above), name="qc")
-    report = pe.Node(SessionReport(contrast=wf_config.contrast, **atlas_options),
-                     name="report")
+    # The atlas-independent figures (QC, design, registration) are drawn once per session,
+    # upstream of the atlas iterable: a new atlas reuses them from the cache.
+    session_figures = pe.Node(SessionFiguresHTML(contrast=wf_config.contrast),
+                              name="session_figures")
+    report = pe.Node(SessionReport(**atlas_options), name="report")
     # The report is copied by its own sink: a page that fails never holds back the tables.
     report_sink = pe.Node(SessionReportSink(
         output_dir=execution.output_dir, task=wf_config.task, space=space_name),
@@ -112,13 +115,16 @@ def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:
         (gather, qc, [(("confounds", _first), "confounds")]),
         (qc, sink, [("qc", "qc")]),
         (inputnode, report, [("subject", "subject"), ("session", "session")]),
-        (gather, report, [("lesion_side", "lesion_side"), (("confounds", _first), "confounds"),
-                          (("bold", _first), "bold")]),
-        (glm, report, [("mask", "mask")]),
+        (gather, session_figures, [(("confounds", _first), "confounds"),
+                                   (("bold", _first), "bold")]),
+        (glm, session_figures, [("design", "design"), ("info", "glm_info")]),
+        (lesion, session_figures, [("lesion_mask", "lesion_mask")]),
+        (qc, session_figures, [("qc", "qc")]),
+        (gather, report, [("lesion_side", "lesion_side")]),
+        (glm, report, [("mask", "mask"), ("roi_maps", "maps")]),
         (lesion, report, [("lesion_mask", "lesion_mask")]),
-        (glm, report, [("roi_maps", "maps"), ("design", "design"), ("info", "glm_info")]),
         (roi, report, [("table", "roi_table")]),
-        (qc, report, [("qc", "qc")]),
+        (session_figures, report, [("figures", "figures")]),
         (inputnode, report_sink, [("subject", "subject"), ("session", "session")]),
         (report, report_sink, [("report", "report")]),
         (sink, outputnode, [("roi_table", "roi_table")]),

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
-from nilearn.image import resample_to_img
 
 SIDES = ("L", "R")
 
@@ -146,6 +145,9 @@ def roi_maps(atlas: Atlas, target: nib.Nifti1Image,
     """
     if not atlas.prepared:
         raise ValueError("roi_maps needs a prepared atlas (hermesflow.roi.atlases.load_atlas)")
+    # Deferred: nilearn.image costs about a second, paid only where a map is resampled.
+    from nilearn.image import resample_to_img
+
     target3d = target if target.ndim == 3 else nib.Nifti1Image(
         np.zeros(target.shape[:3], np.uint8), target.affine)
     halves = {side: _hemisphere(target3d, side) for side in SIDES
