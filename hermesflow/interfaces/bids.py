@@ -58,15 +58,19 @@ class GatherSession(SimpleInterface):
         return runtime
 
 
-class _SessionSinkInputSpec(BaseInterfaceInputSpec):
+class _MapsSinkInputSpec(BaseInterfaceInputSpec):
     output_dir = Directory(mandatory=True)
     subject = traits.Str(mandatory=True)
     session = traits.Str(mandatory=True)
     task = traits.Str(mandatory=True)
     space = traits.Str(mandatory=True)
-    atlas = traits.Str(mandatory=True)
     maps = traits.Dict(traits.Str, File(exists=True), mandatory=True,
                        desc="stat maps to write, by name (stat-<name>)")
+
+
+class _SessionSinkInputSpec(_MapsSinkInputSpec):
+    # The maps sink's doors (where, whose, which maps) plus the per-atlas outputs.
+    atlas = traits.Str(mandatory=True)
     roi_table = File(exists=True, mandatory=True)
     roi_sidecar = File(exists=True, desc="JSON sidecar of the ROI table")
     report = File(exists=True, desc="HTML report of the session")
@@ -94,16 +98,6 @@ class SessionSink(SimpleInterface):
         )
         self._results["roi_table"] = written["roi_table"]
         return runtime
-
-
-class _MapsSinkInputSpec(BaseInterfaceInputSpec):
-    output_dir = Directory(mandatory=True)
-    subject = traits.Str(mandatory=True)
-    session = traits.Str(mandatory=True)
-    task = traits.Str(mandatory=True)
-    space = traits.Str(mandatory=True)
-    maps = traits.Dict(traits.Str, File(exists=True), mandatory=True,
-                       desc="stat maps to write, by name (stat-<name>)")
 
 
 class _MapsSinkOutputSpec(TraitedSpec):
