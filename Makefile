@@ -18,7 +18,7 @@ install: $(BIN)/hermesflow
 
 demo: install
 	rm -rf $(DEMO)/bids $(DEMO)/out
-	$(BIN)/hermesflow simulate $(DEMO)/bids --participants $(DEMO_PARTICIPANTS) --seed 1
+	$(BIN)/hermesflow simulate $(DEMO)/bids --participants $(DEMO_PARTICIPANTS) --seed 1 --nprocs $(NPROCS)
 	$(BIN)/hermesflow $(DEMO)/bids $(DEMO)/out participant -w $(DEMO)/work --nprocs $(NPROCS)
 	$(BIN)/hermesflow $(DEMO)/bids $(DEMO)/out group -w $(DEMO)/work --nprocs $(NPROCS)
 	@echo
@@ -39,7 +39,7 @@ check:
 	.ci/run
 
 slow: install
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -m slow -rP
 
 # One table of figures and goals; `make bench QUICK=1` for small sizes (a few minutes).
 bench: install

@@ -3,8 +3,11 @@
 Simulates a demo-sized trial, runs the participant level once (preprocessed data -> GLMs ->
 ROI measures -> derivatives), then again on the same work dir with a new custom atlas (a
 label image holding Juelich's MI-4a/4p on the GLM grid under other names).  The GLMs come from
-Nipype's cache; only the ROI, report and sink nodes run.  Prints both times and their ratio
-(goal: <= 0.10).  Machines are shared: read the ratio, not the seconds.
+Nipype's cache; only the ROI nodes (measures and the atlas's report page: one node per session
+and atlas) and the sinks run.  Both runs are made in this one process, as a user's second
+command would not be: the re-run pays no import in the main process.  Prints both times, their
+ratio (goal: <= 0.10) and the ROI nodes' own times (the first in each worker process also
+imports the plotting stack).  Machines are shared: read the ratio, not the seconds.
 
     python bench/bench_atlas.py [--participants 12] [--voxel-size 4] [--nprocs 2]
 """
@@ -42,6 +45,14 @@ def _new_atlas(out: Path, folder: Path) -> Path:
     return path
 
 
+def _roi_node_seconds(work: Path, label: str) -> list[float]:
+    """Each ROI node's own run time (Nipype's result files) for the atlas ``label``."""
+    from nipype.utils.filemanip import loadpkl
+
+    return [float(loadpkl(path).runtime.duration)
+            for path in work.rglob(f"*_label_{label}/roi/result_roi.pklz")]
+
+
 def _timed(argv: list[str]) -> float:
     start = time.perf_counter()
     status = hermesflow(argv)
@@ -66,9 +77,13 @@ def main() -> None:
         atlas = _new_atlas(root / "out", root)
         rerun = _timed([str(bids), str(root / "out"), "participant", *common,
                         "--atlas", str(atlas)])
+        nodes = _roi_node_seconds(root / "work", "bench")
     ratio = rerun / first
     print(f"participant level, {args.participants} participants, {args.voxel_size:g} mm: "
           f"first run {first:.1f} s, atlas re-run {rerun:.1f} s")
+    if nodes:
+        print(f"ROI nodes of the re-run ({len(nodes)}): median {np.median(nodes):.2f} s, "
+              f"slowest {max(nodes):.2f} s")
     print(f"atlas re-run / first run = {ratio:.3f} (goal <= {GOAL:.2f}: "
           f"{'met' if ratio <= GOAL else 'NOT met'})")
 

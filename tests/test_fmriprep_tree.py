@@ -98,9 +98,11 @@ def test_two_runs_at_res_2_give_the_simulators_roi_values(tree, tmp_path):
     table = extract_roi_measures(maps, maps["mask"], inputs["lesion_side"], lesion_mask=lesion,
                                  space=f"{MNI}:res-2")
     measured = table[table["measure"] == "psc"].set_index(["roi", "hemi"])["value"]
-    truth_roi = load_truth(bids)[0].set_index(["roi", "hemi"])["true_psc"]
+    truth_roi = load_truth(bids)[0].set_index(["roi", "hemi"])["expected_psc"]
+    # What each ROI can see of the placed activation; the GLM's error on a 6 mm ROI mean is
+    # about 0.03 % (measured here: at most 0.022).
     for key, true in truth_roi.items():
-        assert measured[key] == pytest.approx(true, abs=0.2), key
+        assert measured[key] == pytest.approx(true, abs=0.08), key
     # Without the lesion the ipsilesional ROIs keep voxels that the warped lesion removes.
     whole = extract_roi_measures(maps, maps["mask"], inputs["lesion_side"])
     n = table[table["measure"] == "n_voxels"].set_index(["roi", "hemi"])["value"]
@@ -163,11 +165,11 @@ def test_pipeline_on_the_tree_two_runs_and_a_t1w_space(tree, capsys, caplog):
     report = next(table.parent.glob("*_report.html")).read_text()
     assert "Runs in the model: <b>2</b>" in report
     assert [run["n_dummy"] for run in sidecar["GLM"]["runs"]] == [0, 0]
-    truth = load_truth(bids)[0].set_index(["roi", "hemi"])["true_psc"]
+    truth = load_truth(bids)[0].set_index(["roi", "hemi"])["expected_psc"]
     rows = pd.read_csv(table, sep="\t")
     measured = rows[rows["measure"] == "psc"].set_index(["roi", "hemi"])["value"]
     for key, true in truth.items():
-        assert measured[key] == pytest.approx(true, abs=0.2), key
+        assert measured[key] == pytest.approx(true, abs=0.08), key
     # Maps in T1w space with an MNI atlas: the session's ROI step is refused in one line
     # (exit 1), and its statistical maps are written all the same.
     t1w_out = root / "out_t1w"

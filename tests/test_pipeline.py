@@ -12,7 +12,8 @@ ARM_TIME = ["arm:time[ses-06]", "arm:time[ses-24]"]
 
 
 def _session_psc(trial) -> pd.DataFrame:
-    """Measured ipsi/contra %-signal change per session, next to the true amplitude."""
+    """Measured ipsi/contra %-signal change per session, next to the truth: the amplitude
+    placed (``true_psc``) and what the ROI can see of it (``expected_psc``)."""
     long = trial.group_table("long")
     measured = long[long["outcome"].str.match(r"mi4[ap]_(ipsi|contra)_psc$")].copy()
     measured[["roi", "hemi"]] = measured["outcome"].str.extract(r"(mi4[ap])_(ipsi|contra)_psc")
@@ -24,10 +25,14 @@ def test_session_effects_follow_ground_truth(effect_trial):
     n_sessions = effect_trial.spec.participants * len(effect_trial.spec.sessions)
     assert len(merged) == 4 * n_sessions
     for (roi, hemi), rows in merged.groupby(["roi", "hemi"]):
-        r = np.corrcoef(rows["value"], rows["true_psc"])[0, 1]
-        assert r > 0.9, f"{roi} {hemi}: r = {r:.3f}"
-        # Unbiased, not merely correlated: the mean error is a small fraction of the signal.
-        assert abs((rows["value"] - rows["true_psc"]).mean()) < 0.1
+        r = np.corrcoef(rows["value"], rows["expected_psc"])[0, 1]
+        assert r > 0.95, f"{roi} {hemi}: r = {r:.3f}"
+        # Unbiased against what the ROI can see, not merely correlated: the errors' s.d. is
+        # 0.03-0.05 % over 27 sessions (measured), so 0.03 is about 3.5 standard errors.
+        assert abs((rows["value"] - rows["expected_psc"]).mean()) < 0.03
+        # ... and well below the amplitude placed: the partial-volume and misregistration
+        # bias (simulation/truth.py) is there to be seen.
+        assert (rows["value"] - rows["true_psc"]).mean() < -0.2
 
 
 def test_arm_by_time_recovered_in_ipsilesional_mi4p(effect_trial):
@@ -38,8 +43,9 @@ def test_arm_by_time_recovered_in_ipsilesional_mi4p(effect_trial):
         rows = rows.set_index("term")
         assert bool(rows.loc[ARM_TIME, "converged"].all())
         for term in ARM_TIME:
-            true = truth.query("outcome == @outcome and term == @term")["true_value"].item()
-            assert true > 0.3
+            # What the ROIs can measure of the placed effect (about 0.45 of it).
+            true = truth.query("outcome == @outcome and term == @term")["expected_value"].item()
+            assert true > 0.15
             low, high = rows.loc[term, ["ci_low", "ci_high"]]
             assert low <= true <= high, f"{outcome} {term}: {true} not in [{low}, {high}]"
         assert rows.loc["arm:time[ses-24]", "ci_low"] > 0, "the effect is detected"

@@ -137,8 +137,8 @@ def test_simulate_cli_design_builds_the_preset(tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake(out, spec):
-        seen["spec"] = spec
+    def fake(out, spec, n_procs=1):
+        seen["spec"], seen["n_procs"] = spec, n_procs
         return out
 
     monkeypatch.setattr("hermesflow.simulation.trial.simulate_trial", fake)
@@ -149,7 +149,9 @@ def test_simulate_cli_design_builds_the_preset(tmp_path, monkeypatch):
         31, (1, 6, 24), 4, 8.0)
     assert spec.ae_rate_control == pytest.approx(1.6)
     # without --design the simulator's own defaults, and no adverse-event rates recorded
-    assert run._simulate([str(tmp_path / "u"), "--participants", "5"]) == 0
+    assert seen["n_procs"] == 1
+    assert run._simulate([str(tmp_path / "u"), "--participants", "5", "--nprocs", "2"]) == 0
+    assert seen["n_procs"] == 2
     plain = seen["spec"]
     assert (plain.participants, plain.treated_fraction, plain.effect_size) == (5, 0.9, 0.5)
     assert plain.ae_rate_treated is None

@@ -24,7 +24,7 @@ def test_session_wf_doors(tmp_path):
     outputnode = workflow.get_node("outputnode")
     assert set(inputnode.inputs.copyable_trait_names()) == {"subject", "session", "fmriprep_dir"}
     assert "roi_table" in outputnode.outputs.copyable_trait_names()
-    assert {"gather", "glm", "roi", "report", "sink"} <= set(workflow.list_node_names())
+    assert {"gather", "glm", "roi", "sink"} <= set(workflow.list_node_names())
 
 
 def test_participant_wf_iterates_over_each_subjects_sessions(tmp_path):
@@ -35,8 +35,9 @@ def test_participant_wf_iterates_over_each_subjects_sessions(tmp_path):
     assert source.itersource == ("subjectsource", "subject")
     assert source.iterables == [("session", {"01": ["01", "06"], "02": ["01"]})]
     names = {node.fullname for node in workflow._create_flat_graph().nodes}
+    # One node per session and atlas (roi: measures and page) and its sink.
     stages = ("inputnode", "gather", "lesion", "glm", "maps_sink", "atlassource", "roi",
-              "report", "sink", "outputnode", "qc", "report_sink", "session_figures")
+              "sink", "outputnode", "qc", "session_figures")
     assert names == {f"hermesflow_participant_wf.{n}" for n in ["subjectsource", "sessionsource"]
                      } | {f"hermesflow_participant_wf.session_wf.{n}" for n in stages}
     expanded = workflow._create_flat_graph()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hermesflow.errors import InputError
@@ -106,8 +108,67 @@ class Findings:
                              "(--session-label, or --skip-bids-validation)")
 
 
-def check_dataset(dataset: str | Path) -> Findings:
+def tree_stamp(root: str | Path, skip: tuple[str, ...] = ()) -> str:
+    """SHA-256 of every file's path (relative to ``root``), size and modification time.
+
+    What a file listing can tell without reading a byte: a file added, removed, rewritten or
+    touched changes it.  Top-level entries named in ``skip`` are left out.
+    """
+    root = str(root)
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        if folder == root:
+            dirs[:] = [d for d in dirs if d not in skip]
+            files = [f for f in files if f not in skip]
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            try:
+                info = os.stat(path)
+            except OSError:  # removed while we walked, or a broken link: its absence counts
+                continue
+            digest.update(f"{os.path.relpath(path, root)}\0{info.st_size}\0"
+                          f"{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _validator_stamp() -> str:
+    exe = validator_path()
+    return f"{exe}:{os.stat(exe).st_mtime_ns}" if exe else ""
+
+
+def validate_once(dataset: str | Path, record: str | Path | None = None) -> list[Issue]:
+    """:func:`validate`, or its issues as recorded in ``record`` when neither the dataset's
+    file listing (:func:`tree_stamp`) nor the validator has changed since.
+
+    The dataset is never written: the record is a JSON file elsewhere (the work folder).
+    """
+    if record is None:
+        return validate(dataset)
+    record = Path(record)
+    key = f"{tree_stamp(dataset)}:{_validator_stamp()}"
+    try:
+        saved = json.loads(record.read_text())
+        if saved.get("key") == key:
+            return [Issue(**issue) for issue in saved["issues"]]
+    except (OSError, ValueError, TypeError, KeyError):
+        pass  # no usable record: validate
+    issues = validate(dataset)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    temporary = record.with_name(record.name + ".tmp")
+    temporary.write_text(json.dumps({"key": key, "issues": [asdict(i) for i in issues]}))
+    os.replace(temporary, record)
+    return issues
+
+
+def check_dataset(dataset: str | Path, record: str | Path | None = None) -> Findings:
     """Validate; stop on dataset-level errors, attribute the others to their sessions.
+
+    Parameters
+    ----------
+    record
+        Where to keep the validator's report for the next run (:func:`validate_once`);
+        None: always run the validator.
 
     Raises
     ------
@@ -115,7 +176,7 @@ def check_dataset(dataset: str | Path) -> Findings:
         For an error outside every ``sub-*`` folder (``dataset_description.json``,
         ``participants.tsv``, ...): nothing can run on such a dataset.
     """
-    issues = validate(dataset)
+    issues = validate_once(dataset, record)
     errors = [i for i in issues if i.severity == "error"]
     dataset_level = [i for i in errors if i.session is None]
     if dataset_level:

@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from hermesflow.derivatives.writing import orphan_temp_files, write_json
 from hermesflow.errors import InputError
 
 LOGGER = logging.getLogger("hermesflow")
@@ -80,6 +79,9 @@ def output_lock(output_dir: str | Path, *, level: str, participants: Sequence[st
     InputError
         When a live run that could collide with this one holds OUTPUT_DIR.
     """
+    # Imported here: a rerun answered from its record (cli/rerun.py) reads RECORD_PREFIX only.
+    from hermesflow.derivatives.writing import orphan_temp_files, write_json
+
     logs = Path(output_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     pid = os.getpid()

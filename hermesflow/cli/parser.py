@@ -129,4 +129,10 @@ def build_simulate_parser() -> argparse.ArgumentParser:
                              "(default 0.9)")
     parser.add_argument("--dropout", type=float, default=0.0,
                         help="probability that a participant misses the later sessions")
+    parser.add_argument("--tr", type=float, metavar="SECONDS",
+                        help="repetition time of the BOLD runs (default 2); the number of "
+                             "volumes follows the block design (six 20 s move/rest pairs)")
+    parser.add_argument("--nprocs", type=int, default=1,
+                        help="participants simulated side by side (the data do not depend "
+                             "on it; default 1)")
     return parser

@@ -6,6 +6,7 @@ line, the others completed); 2 for unusable input or options (nothing run).
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import sys
@@ -13,7 +14,15 @@ import time
 from pathlib import Path
 
 from hermesflow.cli.index import write_index_page
-from hermesflow.cli.selection import bold_filters, check_selection
+from hermesflow.cli.selection import (
+    bold_filters,
+    check_participants,
+    check_selection,
+    check_sessions_inputs,
+    read_files,
+    remember_atlases,
+    set_atlases,
+)
 from hermesflow.config import Config
 from hermesflow.errors import HermesflowError, InputError
 
@@ -32,10 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "power":
             from hermesflow.cli.power import main as power_main
 
+            _setup_nipype_logging(verbose)
             return power_main(argv[1:])
         if argv and argv[0] == "cluster":
             from hermesflow.cli.cluster import main as cluster_main
 
+            _setup_nipype_logging(verbose)
             return cluster_main(argv[1:])
         return _bids_app(argv)
     except HermesflowError as err:
@@ -56,6 +67,10 @@ def _setup_logging(verbose: int, quiet: bool = False) -> None:
     # -q: warnings and errors only (no progress lines, no summaries).
     LOGGER.setLevel(logging.WARNING if quiet and not verbose
                     else logging.DEBUG if verbose > 1 else logging.INFO)
+
+
+def _setup_nipype_logging(verbose: int) -> None:
+    """Nipype quiet unless -v; called once Nipype is needed (importing it takes a second)."""
     from nipype import config as nipype_config
     from nipype import logging as nipype_logging
 
@@ -73,7 +88,7 @@ def _simulate(argv: list[str]) -> int:
     args = build_simulate_parser().parse_args(argv)
     given = {"participants": args.participants, "effect_size": args.effect_size,
              "sessions": tuple(args.sessions) if args.sessions else None,
-             "treated_fraction": args.treated_fraction}
+             "treated_fraction": args.treated_fraction, "tr": args.tr}
     options = dict({k: v for k, v in given.items() if v is not None}, seed=args.seed,
                    voxel_size=args.voxel_size, dropout=args.dropout)
     if args.design:
@@ -84,7 +99,7 @@ def _simulate(argv: list[str]) -> int:
         spec = SimulationSpec(**options)
     start = time.monotonic()
     try:
-        out = simulate_trial(args.out, spec)
+        out = simulate_trial(args.out, spec, n_procs=args.nprocs)
     except FileExistsError as err:
         raise InputError(args.out, "already holds a dataset", "choose an empty folder") from err
     LOGGER.info("simulated %d participants in %.0f s: %s", spec.participants,
@@ -93,7 +108,16 @@ def _simulate(argv: list[str]) -> int:
 
 
 def build_config(args) -> Config:
-    """Defaults, then the config file, then the flags given."""
+    """Defaults, then the config file, then the flags given; atlases and selection checked."""
+    config = resolve_config(args)
+    set_atlases(config)
+    check_selection(config)
+    return config
+
+
+def resolve_config(args) -> Config:
+    """Defaults, then the config file, then the flags given (paths resolved, nothing checked
+    and nothing heavy imported: a rerun with nothing changed stops right after)."""
     config = Config.load(args.config) if args.config else Config()
     ex, wf, group, cont = config.execution, config.workflow, config.group, config.containers
     ex.bids_dir = str(args.bids_dir.resolve())
@@ -129,28 +153,7 @@ def build_config(args) -> Config:
     if not wf.fmriprep_dir and wf.preproc == "existing":
         wf.fmriprep_dir = str(Path(ex.bids_dir) / "derivatives" / "fmriprep")
     # With --preproc fmriprep and no folder given, fMRIPrep writes OUTPUT_DIR/sourcedata/fmriprep.
-    _set_atlases(config)
-    check_selection(config)
     return config
-
-
-def _set_atlases(config: Config) -> None:
-    """Atlas paths made absolute (nodes run elsewhere); at participant level, each atlas is
-    opened and its regions chosen now, so that a bad atlas or --rois stops the run."""
-    from hermesflow.roi.atlases import atlas_label, is_named, load_atlas
-
-    wf = config.workflow
-    atlases = [a if is_named(a) else str(Path(a).resolve()) for a in wf.atlases]
-    wf.atlas = atlases[0] if len(atlases) == 1 else atlases
-    labels = [atlas_label(a) for a in atlases]
-    if len(set(labels)) < len(labels):
-        raise InputError(None, f"two atlases have the same label ({', '.join(labels)}), so "
-                         "their outputs would share file names", "rename one of the files")
-    if config.execution.analysis_level == "participant":
-        for atlas in atlases:
-            # Regions checked now; the template against each session's maps in its ROI node,
-            # after the maps are written (an atlas in another space costs no GLM output).
-            load_atlas(atlas, wf.rois)
 
 
 def _check_paths(config: Config) -> None:
@@ -166,11 +169,27 @@ def _bids_app(argv: list[str]) -> int:
     from hermesflow.cli.parser import build_parser
 
     args = build_parser().parse_args(argv)
-    config = build_config(args)
-    _check_paths(config)
+    config = resolve_config(args)
     if config.execution.analysis_level == "group":
+        _setup_nipype_logging(config.execution.verbose)
+        set_atlases(config)
+        check_selection(config)
+        _check_paths(config)
         return run_group_level(config)
-    return run_participant_level(config)
+    from hermesflow.cli.rerun import unchanged_since
+
+    as_given = copy.deepcopy(config)
+    start = unchanged_since(as_given)
+    if start is not None:
+        LOGGER.info("participant level: inputs, settings, outputs and code unchanged since the "
+                    "complete run of %s; outputs in %s", start, config.execution.output_dir)
+        return 0
+    _setup_nipype_logging(config.execution.verbose)
+    checked = set_atlases(config)
+    check_selection(config)
+    _check_paths(config)
+    remember_atlases(config, checked)
+    return run_participant_level(config, as_given=as_given)
 
 
 def _prepare_outputs(config: Config) -> Path:
@@ -203,24 +222,6 @@ def _prepare_outputs(config: Config) -> Path:
                "group", "logs", "sourcedata", CONFIG_NAME]
     write_text(out / ".bidsignore", "\n".join(ignored) + "\n")
     return config_file
-
-
-def _check_sessions(config: Config, pairs: list[tuple[str, str]]) -> tuple[list, list[str]]:
-    """Check every session's inputs before the graph runs; bad ones are left out."""
-    from hermesflow.bids.checks import check_sessions, raw_input_checks
-
-    ex, wf = config.execution, config.workflow
-    checks = raw_input_checks(ex.bids_dir, wf.task, wf.preproc, bold_filters=bold_filters(
-        config), conditions=wf.conditions)
-    if wf.preproc == "existing":
-        # The preprocessed files are a later stage's contract: bids/ is handed the check.
-        from hermesflow.preproc.gather import gather_session
-
-        checks.append(lambda subject, session: gather_session(
-            ex.bids_dir, wf.fmriprep_dir, subject, session, wf.task, wf.space,
-            bids_filter_file=wf.bids_filter_file, conditions=wf.conditions,
-            need_confounds=bool(wf.confounds)))
-    return check_sessions(pairs, checks)
 
 
 def _nipype_settings(config: Config) -> dict:
@@ -260,29 +261,36 @@ def _run_workflow(workflow, config: Config) -> list[str]:
     return failures.summaries(settings["crashdump_dir"])
 
 
-def run_participant_level(config: Config) -> int:
+def run_participant_level(config: Config, as_given: Config | None = None) -> int:
+    """Check, then run every usable session; ``as_given`` (the configuration before its
+    atlases were resolved) is recorded when every session completes, so that the same run
+    again is answered from the record (:mod:`hermesflow.cli.rerun`)."""
     from hermesflow.bids.checks import check_sessions
     from hermesflow.bids.layout import query_sessions
     from hermesflow.cli.certify import start_manifests
     from hermesflow.cli.lock import output_lock
+    from hermesflow.cli.rerun import forget_record, write_record
     from hermesflow.workflows.base import init_hermesflow_wf
 
     ex = config.execution
+    forget_record(as_given or config)
     findings = None
     if not ex.skip_bids_validation:
         from hermesflow.bids.validate import check_dataset
 
         # Dataset-level errors stop here; a session's errors leave out that session only.
-        findings = check_dataset(ex.bids_dir)
+        # The validator's report is reused while the dataset's file listing is unchanged.
+        findings = check_dataset(ex.bids_dir,
+                                 record=Path(ex.work_dir) / "bids_validator_record.json")
         LOGGER.info("BIDS validator: %d session(s) with errors, %d warning(s)",
                     len(findings.errors), len(findings.warnings))
-    _check_participants(ex.bids_dir, config)
+    check_participants(ex.bids_dir, config)
     pairs = query_sessions(ex.bids_dir, config.workflow.task, ex.participant_label,
                            ex.session_label, bold_filters=bold_filters(config))
     problems: list[str] = []
     if findings is not None:
         pairs, problems = check_sessions(pairs, [findings.check_session])
-    good, more = _check_sessions(config, pairs)
+    good, more = check_sessions_inputs(config, pairs)
     problems += more
     for problem in problems:
         LOGGER.error(problem)
@@ -300,6 +308,8 @@ def run_participant_level(config: Config) -> int:
         for failure in failures:
             LOGGER.error(failure)
         write_index_page(ex.output_dir)
+    if not problems and not failures and as_given is not None:
+        write_record(as_given, start=run.get("start", ""), files=read_files(config))
     if problems or failures:
         print(f"hermesflow: {len(good) - _failed_sessions(failures)} of "
               f"{len(good) + len(problems)} session(s) completed; {len(problems)} refused "
@@ -310,26 +320,8 @@ def run_participant_level(config: Config) -> int:
     return 1 if problems or failures else 0
 
 
-def _check_participants(bids_dir: str, config: Config) -> None:
-    """participants.tsv concerns every session: a fault in it stops the run, in one line."""
-    from hermesflow.bids.layout import read_participants
-    from hermesflow.group.design import validate_design_columns
-
-    path = Path(bids_dir) / "participants.tsv"
-    try:
-        table = read_participants(bids_dir)
-    except UnicodeDecodeError as err:
-        raise InputError(path, f"is not UTF-8 text (byte 0x{err.object[err.start]:02x} at "
-                         f"offset {err.start})", "save it as UTF-8") from None
-    # Arms the group models would refuse are refused now, before hours of first levels.
-    validate_design_columns(table, control_arm=config.group.control_arm,
-                            treatment_arm=config.group.treatment_arm, source=str(path))
-
-
 def run_group_level(config: Config) -> int:
     """The group level of each atlas in turn (its own long table, models and report)."""
-    import copy
-
     status = 0
     for atlas in config.workflow.atlases:
         one = copy.deepcopy(config)

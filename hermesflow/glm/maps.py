@@ -20,13 +20,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
-from nilearn.glm import compute_fixed_effects
-from nilearn.glm.first_level import FirstLevelModel
 
 from hermesflow.errors import RegistryError
+
+if TYPE_CHECKING:  # nilearn.glm is imported by the GLM node, not by the graph builder
+    from hermesflow.glm.ar1 import RunModel
 
 # A map name is a BIDS label (``stat-<name>``): letters and digits only.
 _NAME = re.compile(r"^[A-Za-z0-9]+$")
@@ -44,8 +46,9 @@ class FittedContrast:
 
     Attributes
     ----------
-    model : nilearn.glm.first_level.FirstLevelModel or None
-        The fitted first-level model (one run); None for a combination of runs.
+    model : hermesflow.glm.ar1.RunModel or None
+        The fitted first-level model of one run (nilearn's AR(1) model, queried like
+        ``FirstLevelModel.compute_contrast``); None for a combination of runs.
     contrast : str
         The contrast of interest (a nilearn expression of the conditions, ``move`` by default).
     mask : nibabel.Nifti1Image
@@ -56,7 +59,7 @@ class FittedContrast:
         Residual degrees of freedom (kept volumes minus design columns; summed over runs).
     """
 
-    model: FirstLevelModel | None
+    model: RunModel | None
     contrast: str
     mask: nib.Nifti1Image
     runs: tuple[FittedContrast, ...] = ()
@@ -69,6 +72,8 @@ class FittedContrast:
         ``z_score``), computed once for every map that needs them."""
         if not self.runs:
             return self.model.compute_contrast(self.contrast, output_type="all")
+        from nilearn.glm import compute_fixed_effects
+
         effect, variance, stat, z = compute_fixed_effects(
             self.per_run("effect"), self.per_run("variance"), mask=self.mask,
             precision_weighted=True, dofs=[run.dof for run in self.runs])

@@ -1,4 +1,4 @@
-"""First-level GLM of the passive-wrist task: nilearn's FirstLevelModel, one per run.
+"""First-level GLM of the passive-wrist task: nilearn's FirstLevelModel's model, one per run.
 
 The model of a run: the configured conditions of ``events.tsv`` (``move`` by default) as blocks
 convolved with an HRF (Glover by default), a cosine drift basis (high-pass 0.01 Hz), the
@@ -9,6 +9,11 @@ in the preprocessed BOLD's sidecar), the design is sampled at its reference, ``S
 The data are *not* scaled, so the effect map is in scanner units; the percent-signal-change
 map divides it by the voxel's baseline, the fitted ``constant`` of the design.
 
+The design is nilearn's (``make_first_level_design_matrix`` sampled as ``FirstLevelModel``
+samples it); the BOLD is read once, float32, inside the mask (:mod:`hermesflow.glm.bold`); the
+fit is nilearn's OLS + binned AR(1) refit, vectorised over the voxels of each AR bin
+(:mod:`hermesflow.glm.ar1`), whose maps equal ``FirstLevelModel``'s.
+
 Several runs of a session are fitted one by one and combined by nilearn's precision-weighted
 fixed effects (:class:`~hermesflow.glm.maps.FittedContrast` with ``runs``).
 """
@@ -16,39 +21,23 @@ fixed effects (:class:`~hermesflow.glm.maps.FittedContrast` with ``runs``).
 from __future__ import annotations
 
 import json
-import re
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from nilearn.glm.first_level import FirstLevelModel
+from nilearn.glm.first_level import make_first_level_design_matrix
 
 from hermesflow.bids.layout import check_events
 from hermesflow.derivatives.writing import write_json, write_nifti
-from hermesflow.errors import ConfigError, InputError, RegistryError
+from hermesflow.errors import InputError, RegistryError
 from hermesflow.glm import sanity
+from hermesflow.glm.ar1 import RunModel, fit_glm
+from hermesflow.glm.bold import open_bold, read_masked_bold
 from hermesflow.glm.confounds import read_confounds
 from hermesflow.glm.maps import STAT_MAPS, FittedContrast
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def check_model_options(conditions: Sequence[str], contrast: str, dummy_scans: int) -> None:
-    """Refuse a model that cannot be built: no condition, a contrast of unmodelled names."""
-    if not conditions or not all(isinstance(c, str) and c for c in conditions):
-        raise ConfigError("[workflow] conditions: give at least one trial_type, e.g. ['move'] "
-                          "-- set it in the config or with --conditions")
-    unknown = sorted(set(_NAME.findall(contrast)) - set(conditions))
-    if unknown:
-        raise ConfigError(f"[workflow] contrast {contrast!r} uses {', '.join(unknown)}, not a "
-                          f"modelled condition ({', '.join(conditions)}) -- add it to "
-                          "--conditions or fix --contrast")
-    if int(dummy_scans) < -1:
-        raise ConfigError(f"--dummy-scans {dummy_scans}: must be 0 or more -- leave it out to "
-                          "use fMRIPrep's non_steady_state_outlier columns")
+from hermesflow.glm.options import check_model_options, contrast_conditions  # noqa: F401 (re-exported)
 
 
 def load_confounds(path: str | Path, columns: list[str], n_volumes: int) -> pd.DataFrame:
@@ -81,14 +70,20 @@ def slice_time_reference(sidecar: str | Path | None, t_r: float) -> float:
     return float(start) / t_r
 
 
-def _read_bold(bold: str) -> nib.Nifti1Image:
-    try:
-        # Read once, in float32: a truncated file fails here, with its name, not deep in nilearn.
-        source = nib.load(bold)
-        return nib.Nifti1Image(source.get_fdata(dtype=np.float32), source.affine, source.header)
-    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError) as err:
-        raise InputError(bold, f"cannot be read as NIfTI ({type(err).__name__}: {err})",
-                         "rerun the preprocessing of this session") from None
+def build_design(events: pd.DataFrame, regressors: pd.DataFrame | None,
+                 sample_mask: np.ndarray | None, n_volumes: int, t_r: float, *,
+                 slice_time_ref: float = 0.0, hrf_model: str = "glover",
+                 high_pass: float = 0.01) -> pd.DataFrame:
+    """The run's design as nilearn's ``FirstLevelModel.fit`` builds it (its defaults: cosine
+    drift, ``drift_order=1``, ``fir_delays=[0]``, ``min_onset=-24``), kept volumes only."""
+    frame_times = np.linspace(slice_time_ref * t_r, (n_volumes - 1 + slice_time_ref) * t_r,
+                              n_volumes)
+    design = make_first_level_design_matrix(
+        frame_times, events, hrf_model=hrf_model, drift_model="cosine", high_pass=high_pass,
+        drift_order=1, fir_delays=[0], min_onset=-24,
+        add_regs=None if regressors is None else regressors.to_numpy(),
+        add_reg_names=None if regressors is None else regressors.columns.tolist())
+    return design if sample_mask is None else design.iloc[sample_mask, :]
 
 
 def fit_run(bold: str, mask: str, confounds: str | None, events: str, t_r: float, *,
@@ -97,7 +92,7 @@ def fit_run(bold: str, mask: str, confounds: str | None, events: str, t_r: float
             hrf_model: str = "glover", high_pass: float = 0.01, noise_model: str = "ar1",
             smoothing_fwhm: float | None = None) -> tuple[FittedContrast, dict]:
     """Fit one run; return its contrast and what went in (volumes kept, slice reference)."""
-    bold_img = _read_bold(bold)
+    bold_img = open_bold(bold)
     if bold_img.ndim != 4 or bold_img.shape[-1] < 10:
         raise InputError(bold, f"is not a BOLD series (shape {bold_img.shape})",
                          "point to the preprocessed 4D BOLD run")
@@ -106,8 +101,11 @@ def fit_run(bold: str, mask: str, confounds: str | None, events: str, t_r: float
     mask_img = nib.load(mask)
     sanity.check_same_grid({bold: bold_img, mask: mask_img})
     sanity.check_repetition_time(t_r, sanity.header_repetition_time(bold_img), bold)
-    sanity.check_finite(np.asanyarray(bold_img.dataobj), bold)
-    sanity.check_series(np.asanyarray(bold_img.dataobj), np.asanyarray(mask_img.dataobj), bold)
+    inside = np.asarray(mask_img.dataobj) > 0
+    # The one read of the BOLD: float32, in-mask voxels only (glm.bold).
+    data, non_finite = read_masked_bold(bold_img, bold, inside, smoothing_fwhm or None)
+    sanity.check_non_finite_count(non_finite, bold)
+    sanity.check_masked_series(data, bold)
     events_table = check_events(Path(events), list(conditions))
     for condition in conditions:
         # Before the fit: nilearn drops events without an onset quietly.
@@ -116,23 +114,18 @@ def fit_run(bold: str, mask: str, confounds: str | None, events: str, t_r: float
     run_confounds = read_confounds(confounds or None, list(confound_columns), n_volumes,
                                    dummy_scans=dummy_scans, bold=bold)
     reference = slice_time_reference(sidecar, t_r)
-    model = FirstLevelModel(
-        t_r=t_r, slice_time_ref=reference, hrf_model=hrf_model, drift_model="cosine",
-        high_pass=high_pass, noise_model=noise_model, signal_scaling=False,
-        smoothing_fwhm=smoothing_fwhm or None, mask_img=mask, minimize_memory=True,
-    )
-    with warnings.catch_warnings():
-        # nilearn warns that it uses the given mask instead of computing one: that is intended.
-        warnings.filterwarnings("ignore", message=".*Generation of a mask has been requested")
-        model.fit(bold_img, events=events_table[["onset", "duration", "trial_type"]],
-                  confounds=run_confounds.regressors,
-                  sample_masks=run_confounds.sample_mask)
-    design = model.design_matrices_[0]
+    design = build_design(events_table[["onset", "duration", "trial_type"]],
+                          run_confounds.regressors, run_confounds.sample_mask, n_volumes, t_r,
+                          slice_time_ref=reference, hrf_model=hrf_model, high_pass=high_pass)
     for condition in conditions:
         sanity.check_task_regressor(design, condition, events, others=[
             c for c in design.columns if c not in conditions])
-    fit = FittedContrast(model, contrast, nib.load(mask),
-                         dof=float(len(design) - np.linalg.matrix_rank(design.to_numpy())))
+    if run_confounds.sample_mask is not None:
+        data = data[run_confounds.sample_mask]
+    glm = fit_glm(data, design.to_numpy(), noise_model=noise_model)
+    del data
+    fit = FittedContrast(RunModel(glm, design, inside, mask_img.affine), contrast,
+                         mask_img, dof=glm.df_residuals)
     info = {"bold": bold, "n_volumes": n_volumes, "n_dummy": run_confounds.n_dummy,
             "slice_time_ref": reference}
     return fit, info
@@ -199,7 +192,7 @@ def fit_session_glm(
     if any(len(values) != n for values in per_run.values()):
         raise InputError(out, "runs given with unequal numbers of masks, confounds, events",
                          "pass one of each per run")
-    conditions = list(conditions or _NAME.findall(contrast))
+    conditions = list(conditions or contrast_conditions(contrast))
     fits, infos, designs = [], [], {}
     for k in range(n):
         fit, info = fit_run(

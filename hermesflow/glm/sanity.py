@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from hermesflow.errors import InputError
+from hermesflow.glm.bold import read_masked_bold
 
 PathLike = str | Path
 
@@ -36,7 +37,12 @@ TR_TOLERANCE = 0.01
 
 def check_finite(data: np.ndarray, path: PathLike) -> None:
     """Refuse NaN or infinite values anywhere in the BOLD series."""
-    bad = int(np.count_nonzero(~np.isfinite(data)))
+    check_non_finite_count(int(np.count_nonzero(~np.isfinite(data))), path)
+
+
+def check_non_finite_count(bad: int, path: PathLike) -> None:
+    """:func:`check_finite` given the count (as :func:`~hermesflow.glm.bold.read_masked_bold`
+    returns it)."""
     if bad:
         raise InputError(path, f"{bad} non-finite value(s) (NaN or inf) in the BOLD series",
                          "rerun the preprocessing of this run, or replace them before the GLM")
@@ -56,20 +62,30 @@ def check_series(data: np.ndarray, mask: np.ndarray, path: PathLike, *,
         The BOLD file, named in the message.
     """
     inside = np.asarray(mask) > 0
-    if data.ndim != 4 or data.shape[3] < 3:
-        n = data.shape[3] if data.ndim == 4 else 1
-        raise InputError(path, f"holds {n} volume(s), too few for a GLM",
-                         "use the full 4D BOLD run")
-    n_inside = int(inside.sum())
+    if data.ndim != 4:
+        _check_length(1, path)
+    check_masked_series(data[inside].T, path, max_constant_fraction=max_constant_fraction)
+
+
+def check_masked_series(series: np.ndarray, path: PathLike, *,
+                        max_constant_fraction: float = MAX_CONSTANT_FRACTION) -> None:
+    """:func:`check_series` on the in-mask series the GLM holds, ``(n_volumes, n_voxels)``."""
+    _check_length(series.shape[0], path)
+    n_inside = series.shape[1]
     if n_inside == 0:
         raise InputError(path, "the brain mask holds no voxel", "use the brain mask of this run")
-    series = data[inside]
-    constant = int(np.count_nonzero(np.ptp(series, axis=1) == 0))
+    constant = int(np.count_nonzero(np.ptp(series, axis=0) == 0))
     if constant > max_constant_fraction * n_inside:
         raise InputError(path, f"{constant} of {n_inside} voxels inside the brain mask have a "
                          "constant series (no signal)",
                          "check the preprocessing output; an all-zero or flat BOLD cannot be "
                          "modelled")
+
+
+def _check_length(n_volumes: int, path: PathLike) -> None:
+    if n_volumes < 3:
+        raise InputError(path, f"holds {n_volumes} volume(s), too few for a GLM",
+                         "use the full 4D BOLD run")
 
 
 def check_task_regressor(design: pd.DataFrame, regressor: str, path: PathLike, *,
@@ -206,6 +222,9 @@ def check_session_data(bold: PathLike, mask: PathLike, lesion: PathLike | None,
     check_same_grid({str(bold): bold_img, str(mask): mask_img,
                      str(lesion): lesion_img})
     check_repetition_time(sidecar_t_r, header_repetition_time(bold_img), sidecar)
-    data = np.asanyarray(bold_img.dataobj)
-    check_finite(data, bold)
-    check_series(data, np.asanyarray(mask_img.dataobj), bold)
+    if bold_img.ndim != 4:
+        _check_length(1, bold)
+    # Only what the GLM reads: the in-mask series, float32, one volume at a time.
+    series, non_finite = read_masked_bold(bold_img, bold, np.asarray(mask_img.dataobj) > 0)
+    check_non_finite_count(non_finite, bold)
+    check_masked_series(series, bold)

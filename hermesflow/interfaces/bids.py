@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     Directory,
@@ -11,7 +13,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from hermesflow.derivatives.naming import SessionNames
 from hermesflow.derivatives.sink import sink_maps, sink_session
+from hermesflow.derivatives.writing import copy_file
 from hermesflow.preproc.gather import gather_session
 
 
@@ -73,7 +77,12 @@ class _SessionSinkInputSpec(_MapsSinkInputSpec):
     atlas = traits.Str(mandatory=True)
     roi_table = File(exists=True, mandatory=True)
     roi_sidecar = File(exists=True, desc="JSON sidecar of the ROI table")
-    report = File(exists=True, desc="HTML report of the session")
+    report = traits.Str("", usedefault=True,
+                        desc="the session's page for this atlas ('' when it was not drawn)")
+    report_error = traits.Str("", usedefault=True,
+                              desc="why the page was not drawn: reported after the tables")
+    figures = traits.Str("", usedefault=True,
+                         desc="the session figures' fragment (its node reruns after a failure)")
     qc = File(exists=True, desc="motion QC JSON; its verdict goes into the ROI table")
     glm_info = traits.Dict(desc="what went into the GLM (n_runs, ...), for the ROI sidecar")
 
@@ -83,21 +92,46 @@ class _SessionSinkOutputSpec(TraitedSpec):
 
 
 class SessionSink(SimpleInterface):
-    """Write a session's outputs into OUTPUT_DIR (run every time: never cached)."""
+    """Write a session's outputs into OUTPUT_DIR (run every time: never cached).
+
+    The maps, ROI table and sidecar first (certified in the manifest), then the report page.
+    A page the ROI node could not draw fails this node after the tables are written, so the
+    run names the session; the ROI node's cache entry is dropped, so the next run draws it
+    again.
+    """
 
     input_spec = _SessionSinkInputSpec
     output_spec = _SessionSinkOutputSpec
 
     def _run_interface(self, runtime):
+        inputs = self.inputs
         written = sink_session(
-            self.inputs.output_dir, self.inputs.subject, self.inputs.session,
-            self.inputs.task, self.inputs.space, self.inputs.atlas, dict(self.inputs.maps),
-            self.inputs.roi_table, report=self.inputs.report or None,
-            roi_sidecar=self.inputs.roi_sidecar or None, qc=self.inputs.qc or None,
-            glm_info=dict(self.inputs.glm_info) if self.inputs.glm_info else None,
+            inputs.output_dir, inputs.subject, inputs.session, inputs.task, inputs.space,
+            inputs.atlas, dict(inputs.maps), inputs.roi_table,
+            roi_sidecar=inputs.roi_sidecar or None, qc=inputs.qc or None,
+            glm_info=dict(inputs.glm_info) if inputs.glm_info else None,
         )
         self._results["roi_table"] = written["roi_table"]
+        if inputs.report:
+            # Not in the manifest: the page is for reading; the tables are what is certified.
+            names = SessionNames(Path(inputs.output_dir), inputs.subject, inputs.session,
+                                 inputs.task, inputs.space)
+            copy_file(inputs.report, names.report(inputs.atlas))
+        if inputs.report_error:
+            for node_dir in (Path(inputs.roi_table).parent,
+                             Path(inputs.figures).parent if inputs.figures else None):
+                if node_dir is not None:
+                    forget_cached_node(node_dir)
+            raise RuntimeError(f"report page not drawn ({inputs.report_error}); the ROI "
+                               "table is written")
         return runtime
+
+
+def forget_cached_node(folder: Path) -> None:
+    """Drop the Nipype cache entry of the node that ran in ``folder`` (its ``_0x<hash>.json``
+    hash files), so the next run runs it again instead of reusing its result."""
+    for hashfile in folder.glob("_0x*.json"):
+        hashfile.unlink(missing_ok=True)
 
 
 class _MapsSinkOutputSpec(TraitedSpec):

@@ -13,7 +13,6 @@ from nipype.interfaces.base import (
 )
 
 from hermesflow.glm.maps import STAT_MAPS, derivative_maps, roi_maps
-from hermesflow.glm.model import fit_session_glm
 
 
 class _SessionGLMInputSpec(BaseInterfaceInputSpec):
@@ -59,6 +58,9 @@ class SessionGLM(SimpleInterface):
         super().__init__(**inputs)
 
     def _run_interface(self, runtime):
+        # Imported here: building the graph (every run, cached or not) needs no model code.
+        from hermesflow.glm.model import fit_session_glm
+
         n_runs = len(self.inputs.bold)
         paths = fit_session_glm(
             list(self.inputs.bold), list(self.inputs.mask),

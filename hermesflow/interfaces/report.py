@@ -1,10 +1,10 @@
 """Nipype doors to the session HTML report (drawn in :mod:`hermesflow.derivatives.session_report`).
 
 ``SessionFiguresHTML`` draws the atlas-independent figures (QC, design, registration) once per
-session, upstream of the atlas iterable, so Nipype caches them; ``SessionReport`` draws one
-atlas's z map and ROI table and assembles the page in its own folder; ``SessionReportSink``
-copies it into OUTPUT_DIR.  The session's maps and ROI table are written by their own sink, which never waits
-for the report: a page that fails to draw leaves the numbers written.
+session, upstream of the atlas iterable, so Nipype caches them; :func:`draw_atlas_page` draws
+one atlas's z map and ROI table and assembles the page.  It runs inside the ROI node
+(:class:`~hermesflow.interfaces.roi.ROIMeasures`), one node per session and atlas; a page that
+fails there leaves the ROI table written (the session sink reports the failure).
 """
 
 from __future__ import annotations
@@ -17,44 +17,21 @@ import numpy as np
 import pandas as pd
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
-    Directory,
     File,
     SimpleInterface,
     TraitedSpec,
     traits,
 )
 
-from hermesflow.derivatives.naming import SessionNames
+from hermesflow.derivatives.html import escape
 from hermesflow.derivatives.session_report import (
     SessionFigures,
     session_figures_html,
     session_report,
 )
-from hermesflow.derivatives.writing import copy_file
 from hermesflow.errors import InputError
-from hermesflow.roi.atlases import load_atlas, roi_masks
+from hermesflow.roi.atlases import Atlas, roi_masks
 from hermesflow.templates import template_path
-
-
-class _SessionReportInputSpec(BaseInterfaceInputSpec):
-    maps = traits.Dict(traits.Str, File(exists=True), mandatory=True,
-                       desc="GLM maps by name; the page shows 'z'")
-    mask = File(exists=True, mandatory=True)
-    roi_table = File(exists=True, mandatory=True)
-    lesion_side = traits.Str(mandatory=True)
-    subject = traits.Str(mandatory=True)
-    session = traits.Str(mandatory=True)
-    atlas = traits.Str("juelich", usedefault=True)
-    atlas_digest = traits.Str("", usedefault=True, desc="hash of the atlas's files (cache key)")
-    rois = traits.List(traits.Str, desc="region names or patterns (empty: the atlas's default)")
-    space = traits.Str("", usedefault=True)
-    threshold = traits.Float(25.0, usedefault=True)
-    figures = File(exists=True, desc="the session's atlas-independent figures (HTML fragment)")
-    lesion_mask = traits.Either(None, File(exists=True), default=None, usedefault=True)
-
-
-class _SessionReportOutputSpec(TraitedSpec):
-    report = File(exists=True)
 
 
 class _SessionFiguresInputSpec(BaseInterfaceInputSpec):
@@ -69,6 +46,7 @@ class _SessionFiguresInputSpec(BaseInterfaceInputSpec):
 
 class _SessionFiguresOutputSpec(TraitedSpec):
     figures = File(exists=True, desc="HTML fragment: QC, runs, FD, contrast, design, registration")
+    error = traits.Str(desc="why the fragment could not be drawn ('' when it was)")
 
 
 def _template() -> str | None:
@@ -79,34 +57,36 @@ def _template() -> str | None:
         return None
 
 
-class SessionReport(SimpleInterface):
-    """Draw one atlas's z map and ROI table; the page, with the session's figures above."""
+def draw_atlas_page(path: str | Path, *, subject: str, session: str, maps: dict[str, str],
+                    mask: str, atlas: Atlas, threshold: float, roi_table: str,
+                    lesion_side: str, lesion_mask: str | None = None,
+                    figures: str | None = None) -> Path:
+    """One atlas's page of a session: the cached session figures, the z map with the ROI
+    outlines the measures read (inside the brain, lesion voxels left out), the ROI table.
 
-    input_spec = _SessionReportInputSpec
-    output_spec = _SessionReportOutputSpec
-
-    def _run_interface(self, runtime):
-        z_map = self.inputs.maps["z"]
-        inside = nib.load(self.inputs.mask).get_fdata() > 0
-        atlas = load_atlas(self.inputs.atlas, list(self.inputs.rois or []),
-                           self.inputs.space or None)
-        masks = roi_masks(atlas, nib.load(z_map), self.inputs.threshold)
-        masks = {key: mask & inside for key, mask in masks.items()}
-        lesion_mask = self.inputs.lesion_mask or None
-        if lesion_mask:
-            lesion = np.asarray(nib.load(lesion_mask).dataobj) > 0
-            if lesion.shape == inside.shape:
-                # Outline what the ROI measures read: the lesion's voxels are left out.
-                masks = {key: mask & ~lesion for key, mask in masks.items()}
-        header = Path(self.inputs.figures).read_text() if self.inputs.figures else None
-        self._results["report"] = str(session_report(
-            Path(runtime.cwd) / "report.html",
-            title=f"sub-{self.inputs.subject} ses-{self.inputs.session}: passive wrist movement",
-            z_map=z_map, roi_masks=masks,
-            roi_table=pd.read_csv(self.inputs.roi_table, sep="\t"),
-            lesion_side=self.inputs.lesion_side, header=header,
-        ))
-        return runtime
+    Parameters
+    ----------
+    maps
+        The GLM's maps by name; the page shows ``z``.
+    atlas
+        The prepared atlas (:func:`~hermesflow.roi.atlases.load_atlas`) the ROI table used.
+    figures
+        The session's atlas-independent figures (:class:`SessionFiguresHTML`), if drawn.
+    """
+    z_map = maps["z"]
+    inside = nib.load(mask).get_fdata() > 0
+    masks = {key: roi & inside for key, roi in
+             roi_masks(atlas, nib.load(z_map), threshold).items()}
+    if lesion_mask:
+        lesion = np.asarray(nib.load(lesion_mask).dataobj) > 0
+        if lesion.shape == inside.shape:
+            # Outline what the ROI measures read: the lesion's voxels are left out.
+            masks = {key: roi & ~lesion for key, roi in masks.items()}
+    header = Path(figures).read_text() if figures else None
+    return session_report(
+        path, title=f"sub-{subject} ses-{session}: passive wrist movement", z_map=z_map,
+        roi_masks=masks, roi_table=pd.read_csv(roi_table, sep="\t"), lesion_side=lesion_side,
+        header=header)
 
 
 class SessionFiguresHTML(SimpleInterface):
@@ -116,43 +96,19 @@ class SessionFiguresHTML(SimpleInterface):
     output_spec = _SessionFiguresOutputSpec
 
     def _run_interface(self, runtime):
-        figures = SessionFigures(
-            qc=json.loads(Path(self.inputs.qc).read_text()) if self.inputs.qc else None,
-            confounds=self.inputs.confounds or None, design=self.inputs.design or None,
-            contrast=self.inputs.contrast or None, bold=self.inputs.bold or None,
-            lesion_mask=self.inputs.lesion_mask or None,
-            template=_template() if self.inputs.bold else None,
-            glm=dict(self.inputs.glm_info) or None,
-        )
         path = Path(runtime.cwd) / "figures.html"
-        path.write_text(session_figures_html(figures))
-        self._results["figures"] = str(path)
-        return runtime
-
-
-class _SessionReportSinkInputSpec(BaseInterfaceInputSpec):
-    output_dir = Directory(mandatory=True)
-    subject = traits.Str(mandatory=True)
-    session = traits.Str(mandatory=True)
-    task = traits.Str(mandatory=True)
-    space = traits.Str(mandatory=True)
-    atlas = traits.Str(mandatory=True, desc="atlas label of the file name")
-    report = File(exists=True, mandatory=True)
-
-
-class _SessionReportSinkOutputSpec(TraitedSpec):
-    report = File(exists=True, desc="the page as written in OUTPUT_DIR")
-
-
-class SessionReportSink(SimpleInterface):
-    """Copy a session's report page into OUTPUT_DIR with its BIDS name (run every time)."""
-
-    input_spec = _SessionReportSinkInputSpec
-    output_spec = _SessionReportSinkOutputSpec
-
-    def _run_interface(self, runtime):
-        names = SessionNames(Path(self.inputs.output_dir), self.inputs.subject,
-                             self.inputs.session, self.inputs.task, self.inputs.space)
-        self._results["report"] = str(copy_file(self.inputs.report,
-                                                names.report(self.inputs.atlas)))
+        self._results["figures"], self._results["error"] = str(path), ""
+        try:
+            figures = SessionFigures(
+                qc=json.loads(Path(self.inputs.qc).read_text()) if self.inputs.qc else None,
+                confounds=self.inputs.confounds or None, design=self.inputs.design or None,
+                contrast=self.inputs.contrast or None, bold=self.inputs.bold or None,
+                lesion_mask=self.inputs.lesion_mask or None,
+                template=_template() if self.inputs.bold else None,
+                glm=dict(self.inputs.glm_info) or None,
+            )
+            path.write_text(session_figures_html(figures))
+        except Exception as err:  # noqa: BLE001 - the ROI node (and its table) waits on this
+            self._results["error"] = f"{type(err).__name__}: {err}"
+            path.write_text(f'<p class="note">session figures not drawn: {escape(err)}</p>')
         return runtime

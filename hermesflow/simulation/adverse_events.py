@@ -11,9 +11,13 @@ over the whole planned follow-up, a share of them in the first 180 days: the 6-m
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from hermesflow.derivatives.writing import write_json, write_tsv
 
 #: Upper edge (days) of the early window: safety.DAY_WINDOWS' 6-month edge.
 EARLY_DAYS = 180
@@ -66,3 +70,15 @@ def preset_adverse_events(sub: str, treated: bool, sessions: Sequence[int], keep
             rows.append({"participant_id": sub, "day": day, "event": event,
                          "serious": "yes" if serious else "no"})
     return rows
+
+
+def write_adverse_events(out: Path, rows: list[dict]) -> None:
+    """``phenotype/adverse_events.tsv`` and its sidecar."""
+    table = pd.DataFrame(rows, columns=["participant_id", "day", "event", "serious"])
+    write_tsv(out / "phenotype" / "adverse_events.tsv", table)
+    write_json(out / "phenotype" / "adverse_events.json", {
+        "day": {"Description": "Days since randomisation", "Units": "day"},
+        "event": {"Description": "Adverse event (free text)"},
+        "serious": {"Description": "Serious adverse event", "Levels": {"yes": "serious",
+                                                                         "no": "not serious"}},
+    })

@@ -28,7 +28,11 @@ GZIP_LEVEL = 1
 
 @dataclass
 class TemplateGrid:
-    """The MNI grid every simulated session shares, with its brain mask and ROI masks."""
+    """The MNI grid every simulated session shares, with its brain mask and ROI masks.
+
+    ``rois`` are the masks the pipeline measures with (the atlas thresholded on this grid);
+    the activation is placed in other maps (:mod:`hermesflow.simulation.truth`).
+    """
 
     affine: np.ndarray
     shape: tuple[int, int, int]

@@ -9,7 +9,7 @@ is carried by the participants who were treated: a participant randomised to cel
 receive them (``non_adherence``) recovers like a control, so the intention-to-treat contrast
 is diluted and the as-treated one is not.  Used by
 power and calibration studies and by the tests; the image-level simulator lives in
-``hermesflow.bids``.
+:mod:`hermesflow.simulation.trial`.
 """
 
 from __future__ import annotations

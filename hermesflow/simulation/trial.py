@@ -6,8 +6,11 @@
   passive-wrist BOLD with events and sidecars, ``phenotype/adverse_events.tsv``);
 * ``OUT/derivatives/fmriprep/``: what fMRIPrep would have written (MNI152NLin2009cAsym BOLD,
   brain mask, confounds with fMRIPrep column names, lesion mask in MNI);
-* ``OUT/derivatives/simulation/``: the ground truth (``truth_roi.tsv``: the amplitude placed in
-  each subject x session x ROI x hemisphere; ``truth_params.tsv``: the true fixed effects).
+* ``OUT/derivatives/simulation/``: the ground truth (``truth_roi.tsv``: per subject x session x
+  ROI x hemisphere the amplitude placed, the displacement and smoothing of the map it was placed
+  in, and the value the pipeline's ROI should measure; ``truth_params.tsv``: the true fixed
+  effects, placed and measurable).  Activation is not placed in the ROIs the pipeline measures
+  with: see :mod:`hermesflow.simulation.truth`.
 
 The truth model, per ROI and hemisphere (ipsilesional maps carry the treatment effect)::
 
@@ -18,7 +21,9 @@ last).  Coded as the group model codes it (categorical time, first session and c
 reference, ``treated`` as the arm indicator), the true fixed effects are ``Intercept = b0``,
 ``arm = 0``, ``time[ses-X] = time_gain * g``, ``arm:time[ses-X] = effect_size * g``.  These
 are exact for the as-treated analysis; the intention-to-treat contrast is diluted by patients
-randomised to cells who were not treated (``treated_fraction``).
+randomised to cells who were not treated (``treated_fraction``).  They are in units of the
+placed amplitude; ``expected_value`` is what the ROIs can see of them (through the weights of
+the placed maps in the measuring masks).
 """
 
 from __future__ import annotations
@@ -31,11 +36,22 @@ import pandas as pd
 
 from hermesflow.derivatives.description import dataset_description, hermesflow_generated_by
 from hermesflow.derivatives.writing import write_json, write_text, write_tsv
+from hermesflow.errors import ConfigError
 from hermesflow.preproc.confounds import confounds_table
 from hermesflow.simulation import head as simhead
 from hermesflow.simulation import images as simimage
-from hermesflow.simulation.adverse_events import preset_adverse_events
+from hermesflow.simulation.adverse_events import preset_adverse_events, write_adverse_events
 from hermesflow.simulation.images import BoldSpec, write_nifti  # fast gzip level
+from hermesflow.simulation.pool import map_participants
+from hermesflow.simulation.truth import (
+    load_truth,
+    measurable,
+    participant_maps,
+    session_label,
+    time_profile,
+    true_parameters,
+    write_truth_tables,
+)
 
 TASK = "passivewrist"
 SPACE = "MNI152NLin2009cAsym"
@@ -79,6 +95,12 @@ class SimulationSpec:
     subject_sd: float = 0.3
     session_sd: float = 0.1
     noise_sd: float = 1.0
+    # Where the activation lies (simulation/truth.py): the Juelich maps smoothed by this FWHM
+    # and displaced per participant by N(0, truth_shift_mm) mm per axis; the pipeline's ROIs are
+    # the maps thresholded at atlas_threshold percent.
+    truth_fwhm_mm: float = 4.0
+    truth_shift_mm: float = 2.0
+    atlas_threshold: float = 25.0
     # What scanners write (off by default, default outputs unchanged): simulation/head.py.
     skull: bool = False
     t1w_voxel_size: float = 2.0
@@ -90,25 +112,27 @@ class SimulationSpec:
     ae_rate_control: float | None = None
     ae_early_fraction: float | None = None
 
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Refuse, in one line, a repetition time the block design cannot be sampled with and
+        negative truth-map options."""
+        if not self.tr > 0 or self.tr > self.block_s:
+            raise ConfigError(
+                f"repetition time {self.tr:g} s: must be positive and no longer than a "
+                f"{self.block_s:g} s block -- choose e.g. --tr 2")
+        if self.truth_shift_mm < 0 or self.truth_fwhm_mm < 0:
+            raise ConfigError("truth_shift_mm and truth_fwhm_mm must be >= 0 (0 turns them off)")
+
     @property
     def n_volumes(self) -> int:
+        """Volumes that cover the block design (move/rest pairs) at this repetition time."""
         return int(round(2 * self.n_blocks * self.block_s / self.tr))
 
     @property
     def onsets(self) -> np.ndarray:
         return self.block_s + 2 * self.block_s * np.arange(self.n_blocks)
-
-
-def session_label(months: int) -> str:
-    return f"{months:02d}"
-
-
-def time_profile(months, sessions) -> np.ndarray:
-    """g(months): 0 at the first session, 1 at the last, log-spaced in between."""
-    m0, m_last = float(sessions[0]), float(sessions[-1])
-    if m_last == m0:
-        return np.zeros_like(np.asarray(months, float))
-    return np.log(np.asarray(months, float) / m0) / np.log(m_last / m0)
 
 
 def _participants(spec: SimulationSpec, rng) -> pd.DataFrame:
@@ -129,25 +153,6 @@ def _participants(spec: SimulationSpec, rng) -> pd.DataFrame:
         "sex": rng.choice(["F", "M"], n),
         "lesion_side": rng.choice(["L", "R"], n),
     })
-
-
-def true_parameters(spec: SimulationSpec) -> pd.DataFrame:
-    """The fixed effects of ``value ~ arm * time`` (categorical time) for each ROI outcome."""
-    g = time_profile(spec.sessions, spec.sessions)
-    rows = []
-    for roi in ("mi4a", "mi4p"):
-        for hemi, base in (("ipsi", spec.ipsi_baseline), ("contra", spec.contra_baseline)):
-            outcome = f"{roi}_{hemi}_psc"
-            effect = spec.effect_size if hemi == "ipsi" else 0.0
-            rows.append((outcome, "Intercept", base))
-            rows.append((outcome, "arm", 0.0))
-            for months, gk in zip(spec.sessions[1:], g[1:], strict=True):
-                level = f"ses-{session_label(months)}"
-                rows.append((outcome, f"time[{level}]", spec.time_gain * gk))
-                rows.append((outcome, f"arm:time[{level}]", effect * gk))
-    table = pd.DataFrame(rows, columns=["outcome", "term", "true_value"])
-    table["analysis_set"] = "as_treated"
-    return table
 
 
 def _clinical_scores(treated: bool, g: np.ndarray, effect: float, rng) -> dict[str, np.ndarray]:
@@ -200,7 +205,8 @@ def _write_top_level(out: Path, spec: SimulationSpec, participants: pd.DataFrame
     write_json(out / f"task-{TASK}_bold.json", {
         "TaskName": TASK,
         "RepetitionTime": spec.tr,
-        "TaskDescription": "Passive flexion-extension of the paretic wrist, 20 s move / 20 s rest.",
+        "TaskDescription": "Passive flexion-extension of the paretic wrist, "
+                           f"{spec.block_s:g} s move / {spec.block_s:g} s rest.",
     })
     write_json(out / f"task-{TASK}_events.json", {
         "trial_type": {"Description": "Block type", "Levels": {"move": "passive wrist movement"}},
@@ -220,7 +226,8 @@ def _sessions_sidecar() -> dict:
     return sidecar
 
 
-def simulate_trial(out_dir: str | Path, spec: SimulationSpec | None = None, **options) -> Path:
+def simulate_trial(out_dir: str | Path, spec: SimulationSpec | None = None, *,
+                   n_procs: int = 1, **options) -> Path:
     """Write a simulated trial to ``out_dir`` and return it.
 
     Parameters
@@ -229,6 +236,9 @@ def simulate_trial(out_dir: str | Path, spec: SimulationSpec | None = None, **op
         Created if needed; must not already hold a dataset.
     spec : SimulationSpec, optional
         Sizes and effects; keyword ``options`` override its fields.
+    n_procs : int
+        Participants simulated side by side (:mod:`hermesflow.simulation.pool`); the data do
+        not depend on it.
 
     Returns
     -------
@@ -238,15 +248,19 @@ def simulate_trial(out_dir: str | Path, spec: SimulationSpec | None = None, **op
     spec = spec or SimulationSpec()
     for key, value in options.items():
         setattr(spec, key, value)
+    spec.check()
     spec.sessions = tuple(sorted(int(s) for s in spec.sessions))
     out = Path(out_dir)
     if (out / "dataset_description.json").exists():
         raise FileExistsError(f"{out}: already holds a dataset -- choose an empty folder")
     out.mkdir(parents=True, exist_ok=True)
-    seeds = np.random.SeedSequence(spec.seed).spawn(spec.participants + 1)
+    # The last stream draws only the displacements: the others are as without them.
+    seeds = np.random.SeedSequence(spec.seed).spawn(spec.participants + 2)
     trial_rng = np.random.default_rng(seeds[0])
     participants = _participants(spec, trial_rng)
-    grid = simimage.make_grid(spec.voxel_size)
+    shifts = np.random.default_rng(seeds[-1]).normal(0.0, spec.truth_shift_mm,
+                                                     (spec.participants, 3))
+    grid = simimage.make_grid(spec.voxel_size, threshold=spec.atlas_threshold)
     bold_spec = BoldSpec(spec.tr, spec.n_volumes, spec.onsets, spec.block_s, spec.noise_sd)
     g_all = time_profile(spec.sessions, spec.sessions)
     head_grid = simhead.make_head_grid(spec.t1w_voxel_size) if spec.skull else None
@@ -255,8 +269,11 @@ def simulate_trial(out_dir: str | Path, spec: SimulationSpec | None = None, **op
     fmriprep = out / "derivatives" / "fmriprep"
     write_json(fmriprep / "dataset_description.json",
                _dataset_description("fMRIPrep (simulated)", "fMRIPrep"))
-    truth_rows, events_rows = [], []
-    for index, subject in enumerate(participants.itertuples(index=False)):
+    subjects = list(participants.itertuples(index=False))
+
+    def participant(index: int) -> tuple[list[dict], list[dict]]:
+        """Simulate and write one participant; return its truth and adverse-event rows."""
+        subject, truth_rows = subjects[index], []
         rng = np.random.default_rng(seeds[index + 1])
         sub = subject.participant_id
         treated = subject.treated == "yes"
@@ -272,6 +289,8 @@ def simulate_trial(out_dir: str | Path, spec: SimulationSpec | None = None, **op
         head = simimage.rigid_matrix(np.concatenate([rng.normal(0, 4, 3), rng.normal(0, 0.05, 3)]))
         scores = _clinical_scores(treated, g_all, spec.effect_size, rng)
         subject_effect = rng.normal(0, spec.subject_sd, (2, 2))  # roi x hemi
+        profiles, weights, placement = participant_maps(grid, lesion, shifts[index],
+                                                        spec.truth_fwhm_mm)
         session_rows = []
         for k, months in enumerate(spec.sessions):
             ses = f"ses-{session_label(months)}"
@@ -279,7 +298,7 @@ def simulate_trial(out_dir: str | Path, spec: SimulationSpec | None = None, **op
                 continue
             session_rows.append({"session_id": ses, "months": months,
                                  **{name: int(v[k]) for name, v in scores.items()}})
-            amplitude = np.zeros(grid.shape, np.float32)
+            placed, rows = {}, []
             for r, roi in enumerate(("mi4a", "mi4p")):
                 for h, hemi in enumerate(("ipsi", "contra")):
                     side = subject.lesion_side if hemi == "ipsi" else (
@@ -288,19 +307,24 @@ def simulate_trial(out_dir: str | Path, spec: SimulationSpec | None = None, **op
                     slope = spec.time_gain + (spec.effect_size * treated if hemi == "ipsi" else 0)
                     value = (base + g_all[k] * slope + subject_effect[r, h]
                              + rng.normal(0, spec.session_sd))
-                    amplitude[grid.rois[(roi, side)] & grid.brain] = value
-                    truth_rows.append({
-                        "participant_id": sub, "session_id": ses, "months": months,
-                        "roi": roi, "hemi": hemi, "side": side, "true_psc": value,
-                    })
+                    placed[(roi, side)] = value
+                    rows.append({"participant_id": sub, "session_id": ses, "months": months,
+                                 "roi": roi, "hemi": hemi, "side": side, "true_psc": value,
+                                 **placement})
+            amplitude = sum(value * profiles[key] for key, value in placed.items())
+            seen = measurable(placed, weights, {row["side"]: row["hemi"] for row in rows})
+            truth_rows += [{**row, **seen[(row["roi"], row["side"])]} for row in rows]
             _write_session(out, fmriprep, grid, sub, ses, amplitude, lesion, head,
                            bold_spec, spec, rng,
                            anatomy=anatomy, oblique=spec.oblique and k % 2 == 0)
         write_tsv(out / sub / f"{sub}_sessions.tsv", pd.DataFrame(session_rows))
-        events_rows += _adverse_events(sub, treated, spec.sessions, keep, rng, spec)
+        return truth_rows, _adverse_events(sub, treated, spec.sessions, keep, rng, spec)
 
+    results = map_participants(participant, len(subjects), n_procs)
+    truth_rows = [row for rows, _ in results for row in rows]
+    events_rows = [row for _, rows in results for row in rows]
     write_json(out / "sessions.json", _sessions_sidecar())
-    _write_phenotype(out, events_rows)
+    write_adverse_events(out, events_rows)
     _write_truth(out, spec, truth_rows)
     return out
 
@@ -356,23 +380,11 @@ def _adverse_events(sub, treated, sessions, keep, rng, spec=None) -> list[dict]:
     return rows
 
 
-def _write_phenotype(out: Path, rows: list[dict]) -> None:
-    table = pd.DataFrame(rows, columns=["participant_id", "day", "event", "serious"])
-    write_tsv(out / "phenotype" / "adverse_events.tsv", table)
-    write_json(out / "phenotype" / "adverse_events.json", {
-        "day": {"Description": "Days since randomisation", "Units": "day"},
-        "event": {"Description": "Adverse event (free text)"},
-        "serious": {"Description": "Serious adverse event", "Levels": {"yes": "serious",
-                                                                         "no": "not serious"}},
-    })
-
-
 def _write_truth(out: Path, spec: SimulationSpec, truth_rows: list[dict]) -> None:
     folder = out / "derivatives" / "simulation"
     write_json(folder / "dataset_description.json",
                _dataset_description("hermesflow simulation ground truth", "hermesflow"))
-    write_tsv(folder / "truth_roi.tsv", pd.DataFrame(truth_rows))
-    write_tsv(folder / "truth_params.tsv", true_parameters(spec))
+    write_truth_tables(folder, pd.DataFrame(truth_rows), true_parameters(spec))
     spec_dict = asdict(spec)
     spec_dict["sessions"] = list(spec.sessions)
     simhead.drop_unused_options(spec_dict)
@@ -380,13 +392,6 @@ def _write_truth(out: Path, spec: SimulationSpec, truth_rows: list[dict]) -> Non
         if spec_dict[key] is None:  # recorded only when a preset set them
             spec_dict.pop(key)
     write_json(folder / "simulation.json", spec_dict)
-
-
-def load_truth(bids_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ground-truth ROI table and parameter table of a simulated dataset."""
-    folder = Path(bids_dir) / "derivatives" / "simulation"
-    return (pd.read_csv(folder / "truth_roi.tsv", sep="\t"),
-            pd.read_csv(folder / "truth_params.tsv", sep="\t"))
 
 
 __all__ = ["SimulationSpec", "simulate_trial", "load_truth", "true_parameters"]

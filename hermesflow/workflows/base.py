@@ -20,7 +20,6 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from hermesflow.config import Config
-from hermesflow.interfaces.group import GroupModels, GroupReport, GroupSink
 from hermesflow.roi.atlases import atlas_label
 from hermesflow.workflows.session import init_session_wf
 
@@ -83,6 +82,9 @@ def init_group_wf(*, config: Config, roi_tables: list[str], config_file: str,
     ``report_sink`` copies it.  The tables never wait for the report: a report that fails
     leaves them written.
     """
+    # Imported here: the participant level needs none of the group's statistics.
+    from hermesflow.interfaces.group import GroupModels, GroupReport, GroupSink
+
     ex, wf = config.execution, config.workflow
     atlas = atlas_label(wf.atlas)
     workflow = pe.Workflow(name=name)

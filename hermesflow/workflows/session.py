@@ -10,7 +10,7 @@ from hermesflow.interfaces.bids import GatherSession, MapsSink, SessionSink
 from hermesflow.interfaces.glm import SessionGLM
 from hermesflow.interfaces.lesion import LesionToBold
 from hermesflow.interfaces.qc import MotionQC
-from hermesflow.interfaces.report import SessionFiguresHTML, SessionReport, SessionReportSink
+from hermesflow.interfaces.report import SessionFiguresHTML
 from hermesflow.interfaces.roi import ROIMeasures
 from hermesflow.preproc.collect import OutputSpace
 from hermesflow.roi.atlases import atlas_digest, atlas_label
@@ -31,8 +31,9 @@ def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:
         ``roi_table``: the session's ROI measures as written in OUTPUT_DIR.
 
     The GLM node depends only on the data, the GLM options and the registered stat maps, so
-    reprocessing with another atlas reuses its cached result and recomputes only the ROI,
-    report and sink nodes.  Maps travel as one ``name -> path`` dict per destination (the
+    reprocessing with another atlas reuses its cached result and recomputes only the ROI node
+    (measures and that atlas's report page, one node per session and atlas: each node costs
+    its own dispatch and cache files) and the sink.  Maps travel as one ``name -> path`` dict per destination (the
     GLM's registry says which maps are derivatives and which the ROI measures read).
     """
     wf_config, execution = config.workflow, config.execution
@@ -59,8 +60,8 @@ def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:
     # File names keep space-NAME; a resolution (NAME:res-N) only selects the inputs.
     space_name = OutputSpace.parse(wf_config.space).name
     # One branch per --atlas (iterables), downstream of the GLM: the GLMs are fitted once.
-    # The digest of each atlas's files is an input of its ROI and report nodes, so an atlas
-    # edited in place reruns them (and nothing upstream).
+    # The digest of each atlas's files is an input of its ROI node, so an atlas edited in
+    # place reruns it (and nothing upstream).
     atlases = wf_config.atlases
     atlassource = pe.Node(niu.IdentityInterface(fields=["atlas", "digest", "label"]),
                           name="atlassource")
@@ -70,6 +71,8 @@ def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:
     atlassource.synchronize = True
     atlas_options = {"rois": list(wf_config.rois), "space": wf_config.space,
                      "threshold": wf_config.atlas_threshold}
+    # Measures and the atlas's report page in one node; the page never holds back the table
+    # (a page that fails is reported by the sink, after the table is written).
     roi = pe.Node(ROIMeasures(active_z=wf_config.active_z, **atlas_options), name="roi")
     qc = pe.Node(MotionQC(fd_threshold=config.qc.fd_threshold, max_mean_fd=config.qc.max_mean_fd,
                           max_fraction_above=config.qc.max_fraction_above), name="qc")
@@ -77,11 +80,6 @@ def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:
     # upstream of the atlas iterable: a new atlas reuses them from the cache.
     session_figures = pe.Node(SessionFiguresHTML(contrast=wf_config.contrast),
                               name="session_figures")
-    report = pe.Node(SessionReport(**atlas_options), name="report")
-    # The report is copied by its own sink: a page that fails never holds back the tables.
-    report_sink = pe.Node(SessionReportSink(
-        output_dir=execution.output_dir, task=wf_config.task, space=space_name),
-        name="report_sink", run_without_submitting=True, overwrite=True)
     # The maps are written once per session, before any atlas is applied: an ROI step that
     # fails (an atlas in another space) or a report that fails never costs the maps.
     maps_sink = pe.Node(MapsSink(output_dir=execution.output_dir, task=wf_config.task,
@@ -96,9 +94,7 @@ def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:
                              ("fmriprep_dir", "fmriprep_dir")]),
         (inputnode, sink, [("subject", "subject"), ("session", "session")]),
         (atlassource, roi, [("atlas", "atlas"), ("digest", "atlas_digest")]),
-        (atlassource, report, [("atlas", "atlas"), ("digest", "atlas_digest")]),
         (atlassource, sink, [("label", "atlas")]),
-        (atlassource, report_sink, [("label", "atlas")]),
         (gather, glm, [("bold", "bold"), ("mask", "mask"), ("confounds", "confounds"),
                        ("events", "events"), ("t_r", "t_r"), ("sidecar", "sidecar")]),
         (gather, lesion, [("lesion_mask", "lesion_mask"), ("raw_lesion", "raw_lesion"),
@@ -111,22 +107,18 @@ def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:
         (inputnode, maps_sink, [("subject", "subject"), ("session", "session")]),
         (glm, maps_sink, [("derivative_maps", "maps")]),
         (maps_sink, sink, [("maps", "maps")]),
-        (roi, sink, [("table", "roi_table"), ("sidecar", "roi_sidecar")]),
+        (roi, sink, [("table", "roi_table"), ("sidecar", "roi_sidecar"), ("report", "report"),
+                     ("report_error", "report_error")]),
         (gather, qc, [(("confounds", _first), "confounds")]),
         (qc, sink, [("qc", "qc")]),
-        (inputnode, report, [("subject", "subject"), ("session", "session")]),
+        (inputnode, roi, [("subject", "subject"), ("session", "session")]),
         (gather, session_figures, [(("confounds", _first), "confounds"),
                                    (("bold", _first), "bold")]),
         (glm, session_figures, [("design", "design"), ("info", "glm_info")]),
         (lesion, session_figures, [("lesion_mask", "lesion_mask")]),
         (qc, session_figures, [("qc", "qc")]),
-        (gather, report, [("lesion_side", "lesion_side")]),
-        (glm, report, [("mask", "mask"), ("roi_maps", "maps")]),
-        (lesion, report, [("lesion_mask", "lesion_mask")]),
-        (roi, report, [("table", "roi_table")]),
-        (session_figures, report, [("figures", "figures")]),
-        (inputnode, report_sink, [("subject", "subject"), ("session", "session")]),
-        (report, report_sink, [("report", "report")]),
+        (session_figures, roi, [("figures", "figures"), ("error", "figures_error")]),
+        (session_figures, sink, [("figures", "figures")]),
         (sink, outputnode, [("roi_table", "roi_table")]),
     ])
     return workflow

@@ -68,29 +68,32 @@ def lesion_free_mask(lesion, dilate_mm: float = 4.0):
 
 
 def normalise_t1w(t1w, lesion, template, transform: str, workdir: str | Path,
-                  initial: str | None = None) -> list[str]:
+                  initial: str | None = None, mask_lesion: bool = True,
+                  **options) -> list[str]:
     """T1w -> template, rigid then ``transform``; the lesion is left out of the cost.
 
     ``initial`` (an affine already fitted, e.g. by brain extraction to the same template)
-    replaces the rigid stage.
+    replaces the rigid stage.  ``mask_lesion=False`` lets the lesion into the cost (only to
+    measure what masking buys, ``tests/test_native_lesion.py``); ``options`` go to the last
+    :func:`ants.registration` call (e.g. ``reg_iterations``).
     """
     if transform not in TRANSFORMS:
         raise ConfigError(f"T1w -> MNI transform {transform!r} unknown -- "
                           f"use one of {', '.join(TRANSFORMS)}")
     workdir = Path(workdir)
     brain = template.new_image_like((template.numpy() > 0).astype(np.float32))
-    mask = lesion_free_mask(lesion)
+    mask = lesion_free_mask(lesion) if mask_lesion else None
     if initial is not None and transform != "Rigid":
         return register(template, t1w, transform, str(workdir / f"t1w2mni_{transform}_"),
                         initial_transform=str(initial), mask=brain, moving_mask=mask,
-                        mask_all_stages=True, **schedule(t1w))
+                        mask_all_stages=True, **{**schedule(t1w), **options})
     rigid = register(template, t1w, "Rigid", str(workdir / "t1w2mni_rigid_"),
                      mask=brain, moving_mask=mask, mask_all_stages=True, **schedule(t1w))
     if transform == "Rigid":
         return rigid
     return register(template, t1w, transform, str(workdir / f"t1w2mni_{transform}_"),
                     initial_transform=rigid[0], mask=brain, moving_mask=mask,
-                    mask_all_stages=True, **schedule(t1w))
+                    mask_all_stages=True, **{**schedule(t1w), **options})
 
 
 def coregister_bold(boldref: str | Path, t1w: str | Path, workdir: str | Path) -> list[Path]:
@@ -106,13 +109,15 @@ def coregister_bold(boldref: str | Path, t1w: str | Path, workdir: str | Path) -
 
 
 def normalise_session(t1w: str | Path, lesion: str | Path, transform: str,
-                      workdir: str | Path, initial: str | Path | None = None) -> Normalisation:
+                      workdir: str | Path, initial: str | Path | None = None,
+                      mask_lesion: bool = True, **options) -> Normalisation:
     """T1w -> MNI152NLin2009cAsym with the lesion masked out; files written in ``workdir``.
 
     The template is taken at the T1w's voxel size, but no finer than 2 mm (a finer grid
     costs time and gains nothing at BOLD resolution); it is written as ``template.nii.gz``
     so the resampling step uses the very image the T1w was fitted to.  ``t1w`` is best the
     brain-extracted T1w, and ``initial`` the affine brain extraction fitted.
+    ``mask_lesion`` and ``options``: as :func:`normalise_t1w` takes them.
     """
     import ants
 
@@ -122,5 +127,6 @@ def normalise_session(t1w: str | Path, lesion: str | Path, transform: str,
     template_file = write_nifti(workdir / "template.nii.gz",
                                 template_image(max(2.0, float(min(t1w_image.spacing)))))
     files = normalise_t1w(t1w_image, lesion_image, ants.image_read(str(template_file)),
-                          transform, workdir, None if initial is None else str(initial))
+                          transform, workdir, None if initial is None else str(initial),
+                          mask_lesion=mask_lesion, **options)
     return Normalisation(transforms=[Path(f) for f in files], template=template_file)

@@ -133,6 +133,15 @@ def _hemisphere(target: nib.Nifti1Image, side: str) -> np.ndarray:
     return x < 0 if side == "L" else x > 0
 
 
+# Masks already computed in this process, by (atlas object, grid, threshold).  Every session
+# of a study is on the same grid, so a worker resamples each atlas once, not once per session
+# (the resampling was 80 % of an ROI node).  ``load_atlas`` gives the same prepared object for
+# the same files (size and mtime), and a new one when a file is edited; the entry keeps its
+# atlas alive, so the ``id`` in the key cannot be reused while the entry exists.
+_MASKS: dict[tuple, tuple[Atlas, dict]] = {}
+_MASKS_KEPT = 8
+
+
 def roi_maps(atlas: Atlas, target: nib.Nifti1Image,
              threshold: float = 25.0) -> dict[tuple[str, str], RoiMap]:
     """Each ``(roi, side)`` of a prepared atlas on the grid of ``target``.
@@ -141,10 +150,26 @@ def roi_maps(atlas: Atlas, target: nib.Nifti1Image,
     ``threshold`` percent, and each voxel goes to the region most likely there, so that
     neighbouring regions (4a and 4p) never share a voxel; the weight is the probability
     (0-1).  Label images are resampled nearest-neighbour (weight 1).  Regions split at the
-    midline keep their own hemisphere's half.
+    midline keep their own hemisphere's half.  Computed once per atlas, grid and threshold in
+    a process; the arrays are read-only because they are shared.
     """
     if not atlas.prepared:
         raise ValueError("roi_maps needs a prepared atlas (hermesflow.roi.atlases.load_atlas)")
+    key = (id(atlas), tuple(target.shape[:3]), np.asarray(target.affine, np.float64).tobytes(),
+           float(threshold))
+    if key not in _MASKS:
+        found = _resampled_maps(atlas, target, threshold)
+        for region in found.values():
+            region.mask.setflags(write=False)
+            region.weight.setflags(write=False)
+        while len(_MASKS) >= _MASKS_KEPT:
+            _MASKS.pop(next(iter(_MASKS)))
+        _MASKS[key] = (atlas, found)
+    return dict(_MASKS[key][1])
+
+
+def _resampled_maps(atlas: Atlas, target: nib.Nifti1Image,
+                    threshold: float) -> dict[tuple[str, str], RoiMap]:
     # Deferred: nilearn.image costs about a second, paid only where a map is resampled.
     from nilearn.image import resample_to_img
 
