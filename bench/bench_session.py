@@ -68,7 +68,8 @@ def _glm_peak_mb(args: list[str]) -> tuple[float, float]:
         f"fit_session_glm(bold, mask, conf, events, 2.0, out, confound_columns={CONFOUNDS!r})\n"
         f"{_HWM}"
     )
-    baseline = "import hermesflow.interfaces.glm\n" + _HWM
+    # The same imports as the fitting process (the GLM node now imports the model lazily).
+    baseline = "from hermesflow.glm.model import fit_session_glm\n" + _HWM
     run = [sys.executable, "-c"]
     after = float(subprocess.check_output(run + [code, *args], text=True).split()[-1])
     before = float(subprocess.check_output(run + [baseline], text=True).split()[-1])
