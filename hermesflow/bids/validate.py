@@ -154,10 +154,10 @@ def validate_once(dataset: str | Path, record: str | Path | None = None) -> list
     except (OSError, ValueError, TypeError, KeyError):
         pass  # no usable record: validate
     issues = validate(dataset)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    temporary = record.with_name(record.name + ".tmp")
-    temporary.write_text(json.dumps({"key": key, "issues": [asdict(i) for i in issues]}))
-    os.replace(temporary, record)
+    # The one atomic writer; imported here, after the validator, not at start-up.
+    from hermesflow.derivatives.writing import write_json
+
+    write_json(record, {"key": key, "issues": [asdict(i) for i in issues]})
     return issues
 
 

@@ -140,9 +140,6 @@ def write_record(config: Config, *, start: str, files: Iterable[str | Path]) -> 
     files
         Input files outside BIDS_DIR the run read: atlases, the filter file.
     """
-    path = record_path(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps({"start": start, "state": _state(config, files)}))
-    os.replace(temporary, path)
-    return path
+    from hermesflow.derivatives.writing import write_json
+
+    return write_json(record_path(config), {"start": start, "state": _state(config, files)})

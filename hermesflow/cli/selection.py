@@ -83,9 +83,10 @@ def _checked_atlases(config: Config) -> set[str]:
 def remember_atlases(config: Config, checked: list[str]) -> None:
     """Record the atlases :func:`set_atlases` passed, in the work folder (checked by then)."""
     if checked:
-        record = Path(config.execution.work_dir) / ATLAS_RECORD
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps(checked[-MAX_ATLAS_RECORDS:]))
+        from hermesflow.derivatives.writing import write_text
+
+        write_text(Path(config.execution.work_dir) / ATLAS_RECORD,
+                   json.dumps(checked[-MAX_ATLAS_RECORDS:]))
 
 
 def read_files(config: Config) -> list[str]:
