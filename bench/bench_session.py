@@ -83,7 +83,9 @@ def hotspots(function, top: int = 3) -> list[str]:
     stats = pstats.Stats(profile).sort_stats("tottime")
     lines = []
     for (path, line, name), (_, _, own, _, _) in list(stats.stats.items()):
-        lines.append((own, f"{path}:{line}({name}) {own:.2f} s"))
+        # Built-ins have no file ("~", line 0): their name says what they are.
+        where = name if path == "~" else f"{Path(path).name}:{line}({name})"
+        lines.append((own, f"{where} {own:.2f} s"))
     return [text for _, text in sorted(lines, reverse=True)[:top]]
 
 
@@ -139,7 +141,7 @@ def figures(quick: bool = False, voxel_size: float = 4.0, repeats: int | None = 
     note = f"{shape}, {voxel_size:g} mm"
     return [
         Figure("GLM + ROI per session / BOLD load", (glm_time + roi_time) / load, 1.5, "<=",
-               f"{note}; top: {glm_hot[0].split(' ')[0] if glm_hot else '-'}"),
+               f"{note}; top: {glm_hot[0].rsplit(' ', 2)[0] if glm_hot else '-'}"),
         Figure("GLM peak memory / BOLD float32 bytes", extra, 2.5, "<=", note),
     ]
 

@@ -52,10 +52,14 @@ def pyplot():
     return plt
 
 
-def figure_uri(figure) -> str:
-    """A matplotlib figure as a PNG data URI (the figure is closed)."""
+def figure_uri(figure, tight: bool = True) -> str:
+    """A matplotlib figure as a PNG data URI (the figure is closed).
+
+    ``tight`` crops the figure to its content, which costs a second drawing of it; figures
+    laid out when made (``layout="constrained"``) do not need it.
+    """
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight" if tight else None)
     pyplot().close(figure)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 

@@ -9,6 +9,7 @@ on its own: one that cannot be drawn becomes a line of text, never a missing pag
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from hermesflow.derivatives import slices
 from hermesflow.derivatives.html import (
     PALETTE,
     escape,
@@ -87,7 +89,7 @@ def fd_figure(confounds: str, qc: dict | None) -> str:
     fd = frame["framewise_displacement"].to_numpy(dtype=float)
     dummy = [c for c in frame.columns if c.startswith("non_steady_state_outlier")]
     plt = pyplot()
-    figure, axis = plt.subplots(figsize=(8, 2.2))
+    figure, axis = plt.subplots(figsize=(8, 2.2), layout="constrained")
     axis.plot(np.arange(len(fd)), fd, color="k", linewidth=0.8, label="FD")
     if qc is not None:
         axis.axhline(qc["fd_threshold"], color="tab:red", linestyle="--",
@@ -100,7 +102,7 @@ def fd_figure(confounds: str, qc: dict | None) -> str:
     axis.set_xlabel("volume")
     axis.set_ylabel("FD (mm)")
     axis.legend(fontsize=7, loc="upper right")
-    return figure_uri(figure)
+    return figure_uri(figure, tight=False)
 
 
 def design_figure(design: str) -> str:
@@ -108,9 +110,9 @@ def design_figure(design: str) -> str:
     from nilearn import plotting
 
     matrix = pd.read_csv(design, sep="\t", index_col=0)
-    figure, axis = pyplot().subplots(figsize=(7, 5))
+    figure, axis = pyplot().subplots(figsize=(7, 5), layout="constrained")
     plotting.plot_design_matrix(matrix, axes=axis)
-    return figure_uri(figure)
+    return figure_uri(figure, tight=False)
 
 
 def contrast_figure(design: str, contrast: str) -> str:
@@ -141,18 +143,32 @@ def registration_figure(bold: str, template: str | None, lesion_mask: str | None
     if inside is not None and inside.any():
         cut = nib.affines.apply_affine(lesion.affine, np.argwhere(inside).mean(axis=0))
     display = plotting.plot_anat(mean, display_mode="ortho", cut_coords=cut, dim=-0.5,
-                                 black_bg=False, title="mean BOLD, template outline, lesion")
+                                 black_bg=False, colorbar=False,
+                                 title="mean BOLD, template outline, lesion")
     if template:
-        # The brain's outline, not every gyrus: a shifted or scaled BOLD shows at its border.
-        brain = nib.load(template)
-        outline = nib.Nifti1Image((np.asarray(brain.dataobj) > 0).astype(np.uint8),
-                                  brain.affine)
-        display.add_contours(outline, levels=[0.5], colors="r", linewidths=1)
+        display.add_contours(template_brain(template), levels=[0.5], colors="r", linewidths=1)
     if cut is not None:
         display.add_contours(lesion, levels=[0.5], colors="y", linewidths=1.5)
-    uri = figure_uri(display.frame_axes.figure)
+    uri = figure_uri(display.frame_axes.figure, tight=False)
     display.close()
     return uri
+
+
+@functools.lru_cache(maxsize=2)
+def template_brain(template: str) -> nib.Nifti1Image:
+    """The template's brain (0/1), cropped to it, read once per process.
+
+    Its outline, not every gyrus, is what the registration figure draws: a shifted or scaled
+    BOLD shows at the brain's border.  Every session a worker draws shares the one copy.
+    """
+    image = nib.load(template)
+    brain = np.asarray(image.dataobj) > 0
+    corner = np.maximum(np.argwhere(brain).min(axis=0) - 2, 0)
+    end = np.argwhere(brain).max(axis=0) + 3
+    cropped = brain[corner[0]:end[0], corner[1]:end[1], corner[2]:end[2]]
+    affine = image.affine.copy()
+    affine[:3, 3] = nib.affines.apply_affine(image.affine, corner)
+    return nib.Nifti1Image(cropped.astype(np.uint8), affine)
 
 
 def roi_centroids(roi_masks: dict[tuple[str, str], np.ndarray],
@@ -172,23 +188,43 @@ def centroid_cuts(centroids: dict[tuple[str, str], np.ndarray], spacing: float) 
 
 
 def zmap_figure(z_map: str, roi_masks: dict[tuple[str, str], np.ndarray],
-                colours: dict[str, str]) -> tuple[str, list[float]]:
-    """The z map at axial cuts through the ROIs' centroids, with the ROI outlines."""
-    from nilearn import plotting
-
+                colours: dict[str, str], template: str | None = None) -> tuple[str, list[float]]:
+    """The z map at axial cuts through the ROIs' centroids, with the ROI outlines, over
+    ``template`` (the MNI brain).  Drawn by :mod:`hermesflow.derivatives.slices` (matplotlib
+    only: this runs once per session and atlas); a map on a grid that is not axis-aligned
+    goes to nilearn's ``plot_stat_map``."""
     z_img = nib.load(z_map)
     voxel = float(np.abs(np.diag(z_img.affine)[:3]).max())
-    cuts = centroid_cuts(roi_centroids(roi_masks, z_img.affine), spacing=voxel) or None
+    cuts = centroid_cuts(roi_centroids(roi_masks, z_img.affine), spacing=voxel)
+    title = f"move > rest (z > {Z_THRESHOLD})"
+    stat = slices.AxialGrid.from_image(z_img)
+    if stat is None:
+        return _nilearn_zmap(z_img, cuts, roi_masks, colours, title), cuts
+    if not cuts:
+        # No ROI to centre on: four cuts spread over the map's height.
+        top = stat.origin[2] + stat.zooms[2] * (stat.data.shape[2] - 1)
+        cuts = [round(float(z), 1) for z in np.linspace(stat.origin[2], top, 6)[1:-1]]
+    outlines: dict[str, list[np.ndarray]] = {}
+    for (roi, _side), mask in roi_masks.items():
+        outlines.setdefault(colours[roi], []).append(slices.ras(mask, z_img.affine))
+    figure = slices.axial_cuts(stat, cuts, Z_THRESHOLD, title, outlines,
+                               slices.background(template) if template else None)
+    return slices.png_uri(figure), cuts
+
+
+def _nilearn_zmap(z_img, cuts: list[float], roi_masks: dict[tuple[str, str], np.ndarray],
+                  colours: dict[str, str], title: str) -> str:
+    from nilearn import plotting
+
     display = plotting.plot_stat_map(z_img, threshold=Z_THRESHOLD, display_mode="z",
-                                     cut_coords=cuts or 4, black_bg=False,
-                                     title=f"move > rest (z > {Z_THRESHOLD})")
+                                     cut_coords=cuts or 4, black_bg=False, title=title)
     for (roi, _side), mask in roi_masks.items():
         if mask.any():
             display.add_contours(nib.Nifti1Image(mask.astype(np.uint8), z_img.affine),
                                  levels=[0.5], colors=colours[roi], linewidths=1)
     uri = figure_uri(display.frame_axes.figure)
     display.close()
-    return uri, cuts or []
+    return uri
 
 
 def roi_wide_table(roi_table: pd.DataFrame) -> pd.DataFrame:
@@ -230,7 +266,7 @@ def session_figures_html(figures: SessionFigures) -> str:
 def session_report(path: str | Path, *, title: str, z_map: str,
                    roi_masks: dict[tuple[str, str], np.ndarray], roi_table: pd.DataFrame,
                    lesion_side: str, figures: SessionFigures | None = None,
-                   header: str | None = None) -> Path:
+                   header: str | None = None, template: str | None = None) -> Path:
     """Write one session's report page.
 
     Parameters
@@ -245,13 +281,17 @@ def session_report(path: str | Path, *, title: str, z_map: str,
     header
         Those figures already drawn (:func:`session_figures_html`, cached per session); when
         given, ``figures`` is not used.
+    template
+        The background of the z map (the MNI brain); without it the map is drawn alone.
     """
     rois = sorted({roi for roi, _side in roi_masks})
     colours = {roi: PALETTE[i % len(PALETTE)] for i, roi in enumerate(rois)}
     body = header if header is not None else session_figures_html(figures or SessionFigures())
     cuts: list[float] = []
+    if template is None and figures is not None:
+        template = figures.template
     try:
-        uri, cuts = zmap_figure(z_map, roi_masks, colours)
+        uri, cuts = zmap_figure(z_map, roi_masks, colours, template)
         zmap = image(uri, "z map")
     except Exception as err:  # noqa: BLE001 - the table below is still worth having
         LOGGER.warning("report: z map not drawn: %s", err)

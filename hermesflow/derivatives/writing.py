@@ -10,6 +10,7 @@ found by :func:`orphan_temp_files`.
 
 from __future__ import annotations
 
+import filecmp
 import gzip
 import io
 import json
@@ -67,12 +68,29 @@ def write_bytes(path: str | Path, content: bytes) -> Path:
 
 
 def copy_file(source: str | Path, target: str | Path) -> Path:
-    """Copy ``source`` to ``target`` atomically (streamed, never whole in memory)."""
+    """Copy ``source`` to ``target`` atomically (streamed, never whole in memory).
+
+    A ``target`` that already holds the same bytes is left as it is: a re-run (another atlas,
+    a cached graph) reads the maps it would rewrite, which costs less than writing and
+    flushing them again and leaves their timestamps alone.
+    """
+    if _same_bytes(source, target):
+        return Path(target)
+
     def fill(handle: BinaryIO) -> None:
         with open(source, "rb") as reader:
             shutil.copyfileobj(reader, handle, length=1 << 20)
 
     return _atomic(target, fill)
+
+
+def _same_bytes(source: str | Path, target: str | Path) -> bool:
+    try:
+        if os.path.getsize(source) != os.path.getsize(target):
+            return False
+    except OSError:
+        return False
+    return filecmp.cmp(source, target, shallow=False)
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -34,7 +34,7 @@ from hermesflow.derivatives.writing import write_json, write_nifti
 from hermesflow.errors import InputError, RegistryError
 from hermesflow.glm import sanity
 from hermesflow.glm.ar1 import RunModel, fit_glm
-from hermesflow.glm.bold import open_bold, read_masked_bold
+from hermesflow.glm.bold import open_bold
 from hermesflow.glm.confounds import read_confounds
 from hermesflow.glm.maps import STAT_MAPS, FittedContrast
 from hermesflow.glm.options import check_model_options, contrast_conditions  # noqa: F401 (re-exported)
@@ -103,9 +103,7 @@ def fit_run(bold: str, mask: str, confounds: str | None, events: str, t_r: float
     sanity.check_repetition_time(t_r, sanity.header_repetition_time(bold_img), bold)
     inside = np.asarray(mask_img.dataobj) > 0
     # The one read of the BOLD: float32, in-mask voxels only (glm.bold).
-    data, non_finite = read_masked_bold(bold_img, bold, inside, smoothing_fwhm or None)
-    sanity.check_non_finite_count(non_finite, bold)
-    sanity.check_masked_series(data, bold)
+    data = sanity.read_checked_series(bold_img, bold, inside, smoothing_fwhm or None)
     events_table = check_events(Path(events), list(conditions))
     for condition in conditions:
         # Before the fit: nilearn drops events without an onset quietly.

@@ -35,41 +35,20 @@ MAX_COLLINEARITY_R2 = 0.95
 TR_TOLERANCE = 0.01
 
 
-def check_finite(data: np.ndarray, path: PathLike) -> None:
-    """Refuse NaN or infinite values anywhere in the BOLD series."""
-    check_non_finite_count(int(np.count_nonzero(~np.isfinite(data))), path)
-
-
-def check_non_finite_count(bad: int, path: PathLike) -> None:
-    """:func:`check_finite` given the count (as :func:`~hermesflow.glm.bold.read_masked_bold`
-    returns it)."""
-    if bad:
-        raise InputError(path, f"{bad} non-finite value(s) (NaN or inf) in the BOLD series",
-                         "rerun the preprocessing of this run, or replace them before the GLM")
-
-
-def check_series(data: np.ndarray, mask: np.ndarray, path: PathLike, *,
-                 max_constant_fraction: float = MAX_CONSTANT_FRACTION) -> None:
-    """Refuse an empty mask, a series too short to model, or constant series inside the mask.
-
-    Parameters
-    ----------
-    data
-        The 4D BOLD series (x, y, z, t).
-    mask
-        The 3D brain mask on the same grid (non-zero inside).
-    path
-        The BOLD file, named in the message.
-    """
-    inside = np.asarray(mask) > 0
-    if data.ndim != 4:
+def read_checked_series(bold_img: nib.Nifti1Image, path: PathLike, inside: np.ndarray,
+                        smoothing_fwhm: float | None = None, *,
+                        max_constant_fraction: float = MAX_CONSTANT_FRACTION) -> np.ndarray:
+    """The in-mask series the GLM fits, ``(n_volumes, n_voxels)`` float32, read once
+    (:func:`~hermesflow.glm.bold.read_masked_bold`) and refused in one line when it holds
+    non-finite values anywhere, too few volumes, no voxel, or constant series in more than
+    ``max_constant_fraction`` of the mask."""
+    if bold_img.ndim != 4:
         _check_length(1, path)
-    check_masked_series(data[inside].T, path, max_constant_fraction=max_constant_fraction)
-
-
-def check_masked_series(series: np.ndarray, path: PathLike, *,
-                        max_constant_fraction: float = MAX_CONSTANT_FRACTION) -> None:
-    """:func:`check_series` on the in-mask series the GLM holds, ``(n_volumes, n_voxels)``."""
+    series, non_finite = read_masked_bold(bold_img, path, inside, smoothing_fwhm)
+    if non_finite:
+        raise InputError(path, f"{non_finite} non-finite value(s) (NaN or inf) in the BOLD "
+                         "series",
+                         "rerun the preprocessing of this run, or replace them before the GLM")
     _check_length(series.shape[0], path)
     n_inside = series.shape[1]
     if n_inside == 0:
@@ -80,6 +59,7 @@ def check_masked_series(series: np.ndarray, path: PathLike, *,
                          "constant series (no signal)",
                          "check the preprocessing output; an all-zero or flat BOLD cannot be "
                          "modelled")
+    return series
 
 
 def _check_length(n_volumes: int, path: PathLike) -> None:
@@ -222,9 +202,5 @@ def check_session_data(bold: PathLike, mask: PathLike, lesion: PathLike | None,
     check_same_grid({str(bold): bold_img, str(mask): mask_img,
                      str(lesion): lesion_img})
     check_repetition_time(sidecar_t_r, header_repetition_time(bold_img), sidecar)
-    if bold_img.ndim != 4:
-        _check_length(1, bold)
     # Only what the GLM reads: the in-mask series, float32, one volume at a time.
-    series, non_finite = read_masked_bold(bold_img, bold, np.asarray(mask_img.dataobj) > 0)
-    check_non_finite_count(non_finite, bold)
-    check_masked_series(series, bold)
+    read_checked_series(bold_img, bold, np.asarray(mask_img.dataobj) > 0)

@@ -86,7 +86,7 @@ def draw_atlas_page(path: str | Path, *, subject: str, session: str, maps: dict[
     return session_report(
         path, title=f"sub-{subject} ses-{session}: passive wrist movement", z_map=z_map,
         roi_masks=masks, roi_table=pd.read_csv(roi_table, sep="\t"), lesion_side=lesion_side,
-        header=header)
+        header=header, template=_template())
 
 
 class SessionFiguresHTML(SimpleInterface):
