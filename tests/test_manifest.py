@@ -146,3 +146,24 @@ def test_group_refuses_truncated_stale_and_foreign_tables(processed, tmp_path, c
         ("sub-04", "ses-06")]
     manifest = json.loads(manifest_path(truncated).read_text())
     assert manifest["status"] == "complete" and manifest["inputs"]
+
+
+def test_hash_cache_rehashes_only_changed_files(tmp_path, monkeypatch):
+    import hermesflow.derivatives.manifest as manifest
+
+    files = [tmp_path / f"f{i}.bin" for i in range(3)]
+    for i, path in enumerate(files):
+        path.write_bytes(bytes([i]) * 1000)
+    hashed = []
+    real = manifest.file_hash
+    monkeypatch.setattr(manifest, "file_hash", lambda p: hashed.append(p) or real(p))
+    cache = manifest.HashCache(tmp_path / "work" / "hashes.json")
+    first = [cache(p) for p in files]
+    assert first == [real(p) for p in files] and len(hashed) == 3
+    cache.save()
+    files[1].write_bytes(b"edited, and longer than before")
+    again = manifest.HashCache(tmp_path / "work" / "hashes.json")
+    second = [again(p) for p in files]
+    assert hashed[3:] == [files[1]], "only the edited file is read again"
+    assert second[0] == first[0] and second[2] == first[2]
+    assert second[1] == real(files[1]) != first[1]

@@ -6,15 +6,12 @@ Preprocessing the raw data natively must give the same ROI % signal change as th
 simulator's own MNI data does, within 10 %: what is left between the two is one more
 interpolation and the error of the estimated motion and normalisation.
 
-Measured (seed 21, 3 mm, sessions 1 and 24; native / existing ROI mean psc): 7 of 8 ROIs
-within 8 % (0.92-0.99), but ses-01 ipsilesional BA4a at 0.60 (0.334 vs 0.555): five voxels at
-the brain's edge, where the resampled run keeps 12-22 % of the brain's signal, carry psc of
--20 to -37 (a small baseline and a motion-modulated edge), and the ROI's mean psc follows them;
-its median agrees (0.532 vs 0.550).  Keeping only voxels with at least half the brain's signal
-in the native BOLD mask (``brain_mask`` in ``preproc/native/resample.py``, now 10 %) puts all
-eight within 8.2 % when recomputed from the same maps; not yet changed, so the test is a
-strict xfail: it fails as soon as the edge is fixed, and the marker must then go.
-~30 min on a loaded 2-core machine (two sessions, both routes): ``slow``.
+Measured (seed 21, 3 mm, sessions 1 and 24; native / existing ROI mean psc): all 8 ROIs
+within 6 % (0.941-1.032).  Two fixes got there: the native BOLD mask keeps only voxels with at
+least half the brain's median signal (at a tenth of the 95th percentile, five brain-edge
+voxels keeping 12-22 % of the signal carried psc of -20 to -37 and put ses-01 ipsilesional
+BA4a at 0.60), and the one resampling is a cubic B-spline (linear: 0.902-1.025, the peak
+blurred).  About 1.5 min on a 2-core machine (two sessions, both routes): ``slow``.
 """
 
 from __future__ import annotations
@@ -53,8 +50,6 @@ def both_routes(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="edge voxels of low signal in the native BOLD mask "
-                   "drag one ROI's mean psc (ses-01 ipsi BA4a 0.60x); see the module docstring")
 def test_native_psc_within_ten_percent_of_existing(both_routes):
     existing, native = both_routes["existing"], both_routes["native"]
     assert list(native.index) == list(existing.index)

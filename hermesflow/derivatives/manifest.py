@@ -47,6 +47,41 @@ def file_hash(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+class HashCache:
+    """:func:`file_hash` remembered per file by its size, modification time and inode, in a
+    JSON file (the work folder's): a run that starts re-hashes only the inputs that changed.
+
+    The same test Nipype's cache and the run record (:mod:`hermesflow.cli.rerun`) make of
+    their inputs; a file rewritten in place with the same size within the clock's resolution
+    would pass for unchanged, as it does for them.  Call :meth:`save` once done.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._known = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self._known = {}
+        self._changed = False
+
+    def __call__(self, file: str | Path) -> str:
+        info = os.stat(file)
+        stamp = [info.st_size, info.st_mtime_ns, info.st_ino]
+        key = os.path.abspath(file)
+        known = self._known.get(key)
+        if known is not None and known[:3] == stamp:
+            return known[3]
+        digest = file_hash(file)
+        self._known[key] = [*stamp, digest]
+        self._changed = True
+        return digest
+
+    def save(self) -> None:
+        if self._changed:
+            write_json(self.path, self._known)
+            self._changed = False
+
+
 def settings_hash(workflow: Mapping) -> str:
     """SHA-256 of the per-session settings (the config's ``workflow`` section, paths aside)."""
     chosen = {k: v for k, v in sorted(workflow.items()) if k not in _NOT_SETTINGS}
@@ -67,11 +102,13 @@ def session_input_files(bids_dir: str | Path, subject: str, session: str, task: 
 
 def start_session(path: str | Path, *, inputs: Iterable[str | Path], settings: str,
                   bids_dir: str | Path, run: Mapping, status: str = RUNNING,
-                  reason: str = "") -> Path:
-    """Write a session's manifest as the run begins (``running``) or is refused (``failed``)."""
+                  reason: str = "", hasher=file_hash) -> Path:
+    """Write a session's manifest as the run begins (``running``) or is refused (``failed``).
+
+    ``hasher`` gives each input's SHA-256 (a :class:`HashCache` spares unchanged files)."""
     return write_json(path, {
         "status": status, "reason": reason, "bids_dir": str(bids_dir), "settings": settings,
-        "run": dict(run), "inputs": {str(p): file_hash(p) for p in inputs}, "outputs": {},
+        "run": dict(run), "inputs": {str(p): hasher(p) for p in inputs}, "outputs": {},
     })
 
 

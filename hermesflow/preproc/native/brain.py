@@ -102,6 +102,23 @@ def refine_mask(image: np.ndarray, carried: np.ndarray, lesion: np.ndarray,
     """The carried mask refined on the image: inside a band around its edge, keep tissue
     brighter than Otsu's cut; the core stays, the lesion is always brain."""
     radius = max(1, int(round(band_mm / voxel_size)))
+    # Nothing changes farther than the band from the carried mask: work in its bounding box
+    # (with room for the band and the closing) -- at 1 mm a fifth of the head's grid, so a
+    # fifth of the memory and time.  The result is the same voxel for voxel.
+    found = np.zeros(carried.shape, bool)
+    corner = np.argwhere(carried)
+    if not len(corner):
+        return found
+    low = np.maximum(corner.min(axis=0) - radius - 2, 0)
+    high = np.minimum(corner.max(axis=0) + radius + 3, carried.shape)
+    box = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
+    found[box] = _refine(image[box], carried[box], lesion[box], radius)
+    return found
+
+
+def _refine(image: np.ndarray, carried: np.ndarray, lesion: np.ndarray,
+            radius: int) -> np.ndarray:
+    """:func:`refine_mask` on a box holding the band (``radius`` voxels wide)."""
     structure = ndimage.generate_binary_structure(3, 1)
     outer = ndimage.binary_dilation(carried, structure, radius)
     core = ndimage.binary_erosion(carried, structure, radius)
@@ -185,9 +202,11 @@ def extract_brain(t1w: str | Path, lesion: str | Path, workdir: str | Path) -> B
         template_mask = ants.image_read(str(write_nifti(
             workdir / "template_brain_mask.nii.gz",
             nib.Nifti1Image(np.asarray(mask_img.dataobj, np.float32), mask_img.affine))))
+        # Single precision: on a 1 mm head grid the double-precision output alone is 150 MB.
         carried = ants.apply_transforms(ants.image_read(str(t1w)), template_mask,
                                         [str(f) for f in transforms], interpolator="linear",
-                                        whichtoinvert=[True]).numpy() > 0.5
+                                        whichtoinvert=[True], singleprecision=True
+                                        ).numpy() > 0.5
         mask = refine_mask(data, carried, lesion_data, voxel)
     check_volume(mask, raw.affine, t1w)
     brain = np.where(mask, data, 0.0).astype(np.float32)

@@ -103,8 +103,15 @@ def coregister_bold(boldref: str | Path, t1w: str | Path, workdir: str | Path) -
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     reference = ants.image_read(str(boldref))
-    files = register(ants.image_read(str(t1w)), reference, "Rigid",
-                     str(workdir / "bold2t1w_"), aff_metric="mattes", **schedule(reference))
+    anatomy = ants.image_read(str(t1w))
+    # The T1w taken to the BOLD's voxel size: the cost is evaluated on the fixed image's grid,
+    # and a 1 mm T1w made it 36x dearer than a 3 mm one for nothing the BOLD can resolve
+    # (measured on the bench: 128 s -> 3.5 s, the two transforms 0.04 mm apart on the brain).
+    voxel = max(float(min(reference.spacing)), float(min(anatomy.spacing)))
+    if voxel > float(min(anatomy.spacing)) * 1.01:
+        anatomy = ants.resample_image(anatomy, (voxel,) * 3, False, 0)
+    files = register(anatomy, reference, "Rigid", str(workdir / "bold2t1w_"),
+                     aff_metric="mattes", **schedule(reference))
     return [Path(f) for f in files]
 
 
@@ -114,8 +121,9 @@ def normalise_session(t1w: str | Path, lesion: str | Path, transform: str,
     """T1w -> MNI152NLin2009cAsym with the lesion masked out; files written in ``workdir``.
 
     The template is taken at the T1w's voxel size, but no finer than 2 mm (a finer grid
-    costs time and gains nothing at BOLD resolution); it is written as ``template.nii.gz``
-    so the resampling step uses the very image the T1w was fitted to.  ``t1w`` is best the
+    costs time and gains nothing at BOLD resolution), and a finer T1w and its lesion are
+    resampled to that voxel size before fitting; the template is written as
+    ``template.nii.gz`` so the resampling step uses the very image the T1w was fitted to.  ``t1w`` is best the
     brain-extracted T1w, and ``initial`` the affine brain extraction fitted.
     ``mask_lesion`` and ``options``: as :func:`normalise_t1w` takes them.
     """
@@ -124,8 +132,16 @@ def normalise_session(t1w: str | Path, lesion: str | Path, transform: str,
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     t1w_image, lesion_image = ants.image_read(str(t1w)), ants.image_read(str(lesion))
-    template_file = write_nifti(workdir / "template.nii.gz",
-                                template_image(max(2.0, float(min(t1w_image.spacing)))))
+    voxel = max(2.0, float(min(t1w_image.spacing)))
+    template_file = write_nifti(workdir / "template.nii.gz", template_image(voxel))
+    if float(min(t1w_image.spacing)) < 0.99 * voxel:
+        # The T1w taken to the template's voxel size too: every level smooths and samples
+        # the moving image, and a 1 mm T1w made the SyN twice as dear (measured on the bench:
+        # 20 s -> 9.5 s; MNI brain-mask Dice 0.978 -> 0.994; the lesion study's errors
+        # unchanged, its T1w being 2 mm already).
+        t1w_image = ants.resample_image(t1w_image, (voxel,) * 3, False, 0)
+        lesion_image = ants.resample_image_to_target(lesion_image, t1w_image,
+                                                     "nearestNeighbor")
     files = normalise_t1w(t1w_image, lesion_image, ants.image_read(str(template_file)),
                           transform, workdir, None if initial is None else str(initial),
                           mask_lesion=mask_lesion, **options)
