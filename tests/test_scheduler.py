@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 
 import pytest
 from nipype.interfaces.utility import Function, IdentityInterface
@@ -133,3 +135,120 @@ def test_in_process_plugins_run_pinned_to_n_procs(tmp_path):
     _, omp, itk, blas = result.outputs.seen
     assert (omp, itk) == (1, 1)
     assert set(blas) <= {1}
+
+
+class _CountingWake(threading.Event):
+    """The loop's wake-up event, counting the waits that ran out instead of being woken."""
+
+    def __init__(self):
+        super().__init__()
+        self.waits = self.ran_out = 0
+
+    def wait(self, timeout=None):
+        woken = super().wait(timeout)
+        self.waits += 1
+        self.ran_out += not woken
+        return woken
+
+
+def test_the_loop_wakes_when_a_node_ends_not_at_the_next_poll(tmp_path):
+    wf = _graph(tmp_path)
+    # A poll this long would be a minute per pass: every wait must end by a node ending.
+    wf.config["execution"]["poll_sleep_duration"] = 60
+    plugin = PinnedMultiProcPlugin(plugin_args=_args())
+    plugin._wake = wake = _CountingWake()
+    results = _results(wf, plugin)
+    assert [v for k, v in results.items() if "total" in k] == [{"total": 14}]
+    assert wake.ran_out == 0
+    assert 1 <= wake.waits <= len(results)
+
+
+def _wait_for(flag):
+    import time
+    from pathlib import Path
+
+    for _ in range(600):
+        if Path(flag).exists():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _raise_flag(flag):
+    from pathlib import Path
+
+    Path(flag).write_text("up")
+    return flag
+
+
+def test_main_process_nodes_run_while_every_worker_is_busy(tmp_path):
+    # The only worker waits for a file that a main-process node writes: had that node
+    # waited for a free slot, as in MultiProc, the worker would give up after 30 s.
+    wf = pe.Workflow(name="slots", base_dir=str(tmp_path))
+    waiter = pe.Node(Function(["flag"], ["seen"], _wait_for), name="waiter")
+    raiser = pe.Node(Function(["flag"], ["flag"], _raise_flag), name="raiser",
+                     run_without_submitting=True)
+    waiter.inputs.flag = raiser.inputs.flag = str(tmp_path / "flag")
+    wf.add_nodes([waiter, raiser])
+    graph = wf.run(plugin=PinnedMultiProcPlugin(plugin_args=_args(n_procs=1)))
+    seen = {node.name: node.result.outputs.get() for node in graph.nodes()}
+    assert seen["waiter"] == {"seen": True}
+
+
+def _die(x):
+    import os
+
+    os._exit(3)
+
+
+def test_a_worker_that_dies_fails_its_node_instead_of_hanging(tmp_path):
+    def give_up(signum, frame):
+        raise TimeoutError("the run hangs on a dead worker")
+
+    wf = pe.Workflow(name="dies", base_dir=str(tmp_path))
+    node = pe.Node(Function(["x"], ["y"], _die), name="die")
+    node.inputs.x = 1
+    wf.add_nodes([node])
+    wf.config["execution"]["crashdump_dir"] = str(tmp_path)
+    calls = _Calls()
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(120)
+    try:
+        with pytest.raises(RuntimeError, match="BrokenProcessPool|terminated abruptly"):
+            wf.run(plugin=PinnedMultiProcPlugin(plugin_args=_args(calls)))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert calls.calls == [("die", "start"), ("die", "exception")]
+
+
+def _double(x):
+    return 2 * x
+
+
+def _sums(values):
+    return sum(sum(v) for v in values)
+
+
+def test_mapnodes_give_the_same_results_as_stock_multiproc(tmp_path):
+    from nipype.pipeline.plugins.multiproc import MultiProcPlugin
+
+    def graph(base_dir):
+        wf = pe.Workflow(name="mapped", base_dir=str(base_dir))
+        source = pe.Node(IdentityInterface(fields=["xs"]), name="source")
+        source.iterables = ("xs", [[1, 2, 3], [4, 5]])
+        double = pe.MapNode(Function(["x"], ["y"], _double), iterfield=["x"], name="double")
+        total = pe.JoinNode(Function(["values"], ["total"], _sums), joinsource="source",
+                            joinfield=["values"], name="total")
+        wf.connect([(source, double, [("xs", "x")]), (double, total, [("y", "values")])])
+        return wf
+
+    def results(wf, plugin):
+        return sorted((f"{node.fullname}{node.parameterization}", repr(node.result.outputs))
+                      for node in wf.run(plugin=plugin).nodes())
+
+    stock = results(graph(tmp_path / "stock"), MultiProcPlugin(plugin_args=_args()))
+    ours = results(graph(tmp_path / "ours"), PinnedMultiProcPlugin(plugin_args=_args()))
+    again = results(graph(tmp_path / "ours"), PinnedMultiProcPlugin(plugin_args=_args()))
+    assert ours == stock == again
+    assert any("'total': 30" in outputs or "total = 30" in outputs for _, outputs in ours)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
+from weakref import WeakKeyDictionary
 
 import pandas as pd
 from bids import BIDSLayout
@@ -67,6 +69,19 @@ class SessionInputs:
         return self.single_run.t_r
 
 
+# Folders where load_layout may keep each dataset's index (the run's work folder).
+_INDEX_FOLDERS: dict[str, Path] = {}
+# Never indexed: not raw data, or written by pipelines.
+IGNORED_FOLDERS = ("derivatives", "sourcedata", "code", "phenotype", "work")
+
+
+def keep_index_in(bids_dir: str, folder: str | Path) -> None:
+    """Let :func:`load_layout` keep the index of ``bids_dir`` in ``folder`` (a work folder,
+    never the dataset) and reuse it while the dataset's files are unchanged
+    (:mod:`hermesflow.bids.index`).  Call before the first query of the dataset."""
+    _INDEX_FOLDERS[str(bids_dir)] = Path(folder)
+
+
 @lru_cache(maxsize=8)
 def load_layout(bids_dir: str) -> BIDSLayout:
     """Index the raw dataset (derivatives and sourcedata are not indexed)."""
@@ -74,10 +89,20 @@ def load_layout(bids_dir: str) -> BIDSLayout:
     if not (root / "dataset_description.json").exists():
         raise InputError(root / "dataset_description.json", "not a BIDS dataset (file missing)",
                          "point BIDS_DIR at the dataset's top folder")
-    ignore: list = ["derivatives", "sourcedata", "code", "phenotype", "work"]
     _BAD_JSON[str(root)] = {}
+    folder = _INDEX_FOLDERS.get(str(bids_dir))
+    if folder is None:
+        return _index(root)[0]
+    from hermesflow.bids.index import reused_layout
+
+    return reused_layout(root, folder, IGNORED_FOLDERS, lambda: _index(root))
+
+
+def _index(root: Path) -> tuple[BIDSLayout, bool]:
+    """pybids' index of ``root``, and whether every sidecar could be read."""
+    ignore: list = list(IGNORED_FOLDERS)
     try:
-        return BIDSLayout(str(root), indexer=BIDSLayoutIndexer(validate=False, ignore=ignore))
+        return BIDSLayout(str(root), indexer=BIDSLayoutIndexer(validate=False, ignore=ignore)), True
     except OSError:  # pybids stops at a sidecar that is not JSON: index without it
         for path in (p for p in root.rglob("*.json") if p.relative_to(root).parts[0]
                      not in ignore):
@@ -86,11 +111,45 @@ def load_layout(bids_dir: str) -> BIDSLayout:
             except ValueError as err:
                 _BAD_JSON[str(root)][path] = str(err)
                 ignore.append(str(path.relative_to(root)))
-        return BIDSLayout(str(root), indexer=BIDSLayoutIndexer(validate=False, ignore=ignore))
+        layout = BIDSLayout(str(root), indexer=BIDSLayoutIndexer(validate=False, ignore=ignore))
+        return layout, False
 
 
 # Sidecars left out of the index as not JSON, per dataset; their sessions are refused.
 _BAD_JSON: dict[str, dict[Path, str]] = {}
+
+# pybids' answers, per layout: every session asks the same few queries of the whole dataset
+# once instead of its own (a query costs milliseconds).  They live and die with the layout,
+# so ``load_layout.cache_clear()`` forgets them too.
+_ANSWERS: WeakKeyDictionary = WeakKeyDictionary()
+
+
+def _answer(layout: BIDSLayout, key: tuple, compute: Callable[[], object]):
+    answers = _ANSWERS.setdefault(layout, {})
+    if key not in answers:
+        answers[key] = compute()
+    return answers[key]
+
+
+def _query_key(query: dict) -> str:
+    # Values may be lists or pybids' Query members: their repr is stable and distinct.
+    return repr(sorted(query.items()))
+
+
+class _Bold(NamedTuple):
+    path: str
+    entities: dict
+    file: object  # pybids' BIDSFile, for its metadata
+
+
+def _files_by_session(layout: BIDSLayout, query: dict) -> dict[tuple, list[_Bold]]:
+    """The files one pybids query returns, by ``(subject, session)`` (None where absent)."""
+    found: dict[tuple, list[_Bold]] = {}
+    for file in layout.get(**query):
+        entities = file.get_entities()
+        found.setdefault((entities.get("subject"), entities.get("session")), []).append(
+            _Bold(file.path, entities, file))
+    return found
 
 
 def _strip(label: str, prefix: str) -> str:
@@ -110,7 +169,11 @@ def query_sessions(
     matches nothing is an error naming the dataset and the labels it has.
     """
     layout = load_layout(str(bids_dir))
-    subjects = layout.get_subjects(**{**(bold_filters or {}), "task": task, "suffix": "bold"})
+    # One query for the whole selection; subjects and sessions are read off its files.
+    query = {**(bold_filters or {}), "task": task, "suffix": "bold"}
+    found = _answer(layout, ("files", _query_key(query)),
+                    lambda: _files_by_session(layout, query))
+    subjects = sorted({subject for subject, _ in found if subject is not None})
     if not subjects:
         raise InputError(bids_dir, f"no BOLD runs of task '{task}'",
                          f"check --task (tasks here: {', '.join(layout.get_tasks()) or 'none'})")
@@ -120,15 +183,14 @@ def query_sessions(
         raise InputError(bids_dir, f"unknown participant label(s) {', '.join(unknown)}",
                          f"use labels present in the dataset: {', '.join(sorted(subjects))}")
     wanted_sessions = [_strip(x, "ses-") for x in session_label or []]
-    known_sessions = layout.get_sessions(**{**(bold_filters or {}), "task": task, "suffix": "bold"})
-    unknown = sorted(set(wanted_sessions) - set(known_sessions))
+    known_sessions = {session for _, session in found if session is not None}
+    unknown = sorted(set(wanted_sessions) - known_sessions)
     if unknown:
         raise InputError(bids_dir, f"unknown session label(s) {', '.join(unknown)}",
                          f"use labels present in the dataset: {', '.join(sorted(known_sessions))}")
     pairs = []
     for subject in wanted_subjects or subjects:
-        for session in layout.get_sessions(**{**(bold_filters or {}), "subject": subject,
-                                                 "task": task, "suffix": "bold"}):
+        for session in {ses for sub, ses in found if sub == subject and ses is not None}:
             if not wanted_sessions or session in wanted_sessions:
                 pairs.append((subject, session))
     return sorted(pairs)
@@ -157,10 +219,14 @@ def session_inputs(bids_dir: str, subject: str, session: str, task: str,
     """
     layout = load_layout(str(bids_dir))
     where = Path(bids_dir) / f"sub-{subject}" / f"ses-{session}" / "func"
+    # The session's own subject and session override the filter's: one query of every
+    # session's BOLD files serves them all.
+    query = {key: value for key, value in (bold_filters or {}).items()
+             if key not in ("subject", "session")}
+    query.update(task=task, suffix="bold", extension=[".nii", ".nii.gz"])
     try:
-        bolds = layout.get(**{**(bold_filters or {}), "subject": subject, "session": session,
-                              "task": task, "suffix": "bold",
-                              "extension": [".nii", ".nii.gz"]})
+        bolds = _answer(layout, ("files", _query_key(query)),
+                        lambda: _files_by_session(layout, query)).get((subject, session), [])
     except (ValueError, TypeError) as err:
         raise InputError(where, f"the BIDS filter cannot be applied ({err})",
                          "fix the bold query of --bids-filter-file") from None
@@ -170,22 +236,22 @@ def session_inputs(bids_dir: str, subject: str, session: str, task: str,
                          "add the run or drop the session")
     grouped: dict[str, list] = {}
     for bold in bolds:
-        grouped.setdefault(run_label(bold.get_entities()), []).append(bold)
+        grouped.setdefault(run_label(bold.entities), []).append(bold)
     runs = []
     for label, files in sorted(grouped.items()):
-        files.sort(key=lambda f: int(f.get_entities().get("echo", 0) or 0))
+        files.sort(key=lambda f: int(f.entities.get("echo", 0) or 0))
         first = files[0]
         for bad, err in _BAD_JSON.get(str(bids_dir), {}).items():
             if bad.name.endswith("_bold.json") and bad.parent in Path(first.path).parents:
                 raise InputError(bad, f"not valid JSON ({err})", "fix the JSON syntax")
-        metadata = first.get_metadata()
+        metadata = _answer(layout, ("metadata", first.path), first.file.get_metadata)
         t_r = metadata.get("RepetitionTime")
         if not t_r:
             raise InputError(first.path, "sidecar has no RepetitionTime",
                              "add it to the JSON sidecar")
         events = Path(re.sub(r"_(?:echo|part)-[^_]+", "",
                              re.sub(r"_bold\.nii(\.gz)?$", "_events.tsv", first.path)))
-        check_events(events, conditions or condition)
+        _check_events_once(events, conditions or condition)
         timing = metadata.get("SliceTiming")
         runs.append(RawRun(label, first.path, str(events), float(t_r), len(files),
                            tuple(float(t) for t in timing) if timing else None))
@@ -219,12 +285,42 @@ def check_events(path: Path, condition: str | Sequence[str] = "move") -> pd.Data
     return events
 
 
+# Events files that passed check_events, by (path, size, mtime, conditions): each session's
+# up-front check and its gathering node would read them again.
+_EVENTS_PASSED: set[tuple] = set()
+
+
+def _check_events_once(path: Path, condition: str | Sequence[str]) -> None:
+    """:func:`check_events`, skipped for a file unchanged since it passed."""
+    try:
+        stat = path.stat()
+    except OSError:
+        check_events(path, condition)  # names the missing file
+        return
+    key = (str(path), stat.st_size, stat.st_mtime_ns,
+           (condition,) if isinstance(condition, str) else tuple(condition))
+    if key not in _EVENTS_PASSED:
+        check_events(path, condition)
+        if len(_EVENTS_PASSED) > 100_000:
+            _EVENTS_PASSED.clear()
+        _EVENTS_PASSED.add(key)
+
+
 def read_participants(bids_dir: str | Path) -> pd.DataFrame:
     """participants.tsv with the columns the group models need, checked."""
     path = Path(bids_dir) / "participants.tsv"
-    if not path.exists():
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
         raise InputError(path, "file missing", "write participants.tsv with participant_id, "
-                         "arm and treated columns")
+                         "arm and treated columns") from None
+    # Every session's gathering reads it: read once while the file is unchanged.
+    return _participants(str(path), stat.st_size, stat.st_mtime_ns).copy()
+
+
+@lru_cache(maxsize=4)
+def _participants(path: str, size: int, mtime_ns: int) -> pd.DataFrame:
+    """The checked table of ``path``; ``size`` and ``mtime_ns`` key the cache."""
     table = pd.read_csv(path, sep="\t", dtype={"participant_id": str}, na_values=["n/a"])
     missing = [c for c in REQUIRED_PARTICIPANT_COLUMNS if c not in table.columns]
     if missing:

@@ -19,6 +19,7 @@ from pathlib import Path
 from hermesflow.config import Config
 from hermesflow.derivatives.manifest import (
     FAILED,
+    HashCache,
     manifest_path,
     refused_table,
     select_certified,
@@ -30,6 +31,8 @@ from hermesflow.derivatives.naming import SessionNames, group_file
 from hermesflow.derivatives.writing import write_tsv
 
 LOGGER = logging.getLogger("hermesflow")
+# Inputs' SHA-256 by size, mtime and inode, in the work folder: a run re-hashes only what changed.
+HASHES_NAME = "hermesflow_input_hashes.json"
 _PROBLEM = re.compile(r"^sub-(?P<subject>\S+) ses-(?P<session>\S+): (?P<reason>.*)$")
 
 
@@ -51,11 +54,13 @@ def start_manifests(config: Config, good: Iterable[tuple[str, str]], problems: I
     ex, wf = config.execution, config.workflow
     settings = settings_hash(dataclasses.asdict(wf))
     fmriprep = wf.fmriprep_dir if wf.preproc == "existing" else None
+    hashes = HashCache(Path(ex.work_dir) / HASHES_NAME)
     for subject, session in good:
         inputs = session_input_files(ex.bids_dir, subject, session, wf.task, fmriprep)
         for path in _manifests(config, subject, session):
             start_session(path, inputs=inputs, settings=settings, bids_dir=ex.bids_dir,
-                          run=run)
+                          run=run, hasher=hashes)
+    hashes.save()
     for line in problems:
         found = _PROBLEM.match(line)
         if found is None:

@@ -266,7 +266,8 @@ def run_participant_level(config: Config, as_given: Config | None = None) -> int
     atlases were resolved) is recorded when every session completes, so that the same run
     again is answered from the record (:mod:`hermesflow.cli.rerun`)."""
     from hermesflow.bids.checks import check_sessions
-    from hermesflow.bids.layout import query_sessions
+    from hermesflow.bids.index import INDEX_FOLDER
+    from hermesflow.bids.layout import keep_index_in, query_sessions
     from hermesflow.cli.certify import start_manifests
     from hermesflow.cli.lock import output_lock
     from hermesflow.cli.rerun import forget_record, write_record
@@ -285,6 +286,8 @@ def run_participant_level(config: Config, as_given: Config | None = None) -> int
         LOGGER.info("BIDS validator: %d session(s) with errors, %d warning(s)",
                     len(findings.errors), len(findings.warnings))
     check_participants(ex.bids_dir, config)
+    # pybids' index is kept in the work folder and reused while the dataset is unchanged.
+    keep_index_in(ex.bids_dir, Path(ex.work_dir) / INDEX_FOLDER)
     pairs = query_sessions(ex.bids_dir, config.workflow.task, ex.participant_label,
                            ex.session_label, bold_filters=bold_filters(config))
     problems: list[str] = []

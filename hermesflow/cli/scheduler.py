@@ -1,14 +1,21 @@
-"""A MultiProc scheduler that leaves the cores to the nodes.
+"""A MultiProc scheduler that leaves the cores to the nodes and wakes when a node ends.
 
-:class:`PinnedMultiProcPlugin` is Nipype's ``MultiProc`` with three changes, made as a subclass
+:class:`PinnedMultiProcPlugin` is Nipype's ``MultiProc`` with these changes, made as a subclass
 (Nipype 1.8-1.11 share this plugin's structure; an upstream fix would be the better home):
 
+* the main loop wakes as soon as a worker's node ends (a ``threading.Event`` set by the
+  future's done-callback), instead of sleeping a fixed poll (``poll_sleep_duration`` is only
+  the longest wait now): with many sub-second nodes, the poll was a visible share of a run;
 * no full ``gc.collect()`` at every poll (``multiproc.py``: before each submission pass and
   after each node run in the main process).  With a 0.1 s poll it was most of a cached rerun's
   time and a good part of the group stage's;
 * cached nodes are cleared before any processor slot is handed out, and a pass keeps clearing
   the nodes they release, so a cached rerun walks the whole graph in one pass instead of two
   nodes per poll; a node found not cached is not hashed again while it waits for a slot;
+* nodes that run in the main process (``run_without_submitting``: sinks, gathering) take no
+  worker slot and run after the pass has filled the free slots, so the workers never wait for
+  them, nor they for a free worker;
+* a worker that dies (killed, out of memory) fails its node instead of hanging the run;
 * every node runs with its BLAS / OpenMP / ITK threads pinned to its ``n_procs``
   (:func:`pinned_threads`), so ``--nprocs N`` means N cores and not N processes x all cores.
   The main process, which only schedules and runs the sinks, is pinned to one thread.
@@ -20,14 +27,18 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from copy import deepcopy
+from functools import partial
 from traceback import format_exception
 
 import numpy as np
 from nipype.pipeline.engine import MapNode
 from nipype.pipeline.plugins.multiproc import MultiProcPlugin, logger, run_node
+from nipype.pipeline.plugins.tools import report_nodes_not_run
+from nipype.utils.misc import str2bool
 from threadpoolctl import threadpool_limits
 
 # Read by the libraries when they start their pools (OpenBLAS, MKL, OpenMP, numexpr, ITK), so
@@ -78,32 +89,120 @@ def run_node_pinned(node, updatehash: bool, taskid: int) -> dict:
 
 
 class PinnedMultiProcPlugin(MultiProcPlugin):
-    """``MultiProc`` without per-poll garbage collection, slot-free cache clearing and with
-    threads pinned per node.  Takes the same ``plugin_args`` as Nipype's ``MultiProc``."""
+    """``MultiProc`` woken by its workers, without per-poll garbage collection, with slot-free
+    cache clearing and main-process nodes, and with threads pinned per node.  Takes the same
+    ``plugin_args`` as Nipype's ``MultiProc``."""
 
     def __init__(self, plugin_args: dict | None = None) -> None:
         super().__init__(plugin_args=plugin_args)
         # Jobs hashed once and found stale: they run, so they are not hashed again per poll.
         self._not_cached: set[int] = set()
+        # Set from the executor's thread when a worker's node ends: the loop has work.
+        self._wake = threading.Event()
+        # How many unfinished jobs each job still waits for (None: recount from depidx, which
+        # only changes when a job finishes or a MapNode expands).
+        self._waiting: np.ndarray | None = None
 
     def run(self, graph, config, updatehash: bool = False):
         # Workers fork from this process when first needed and inherit its one-thread pools.
         with pinned_threads(1):
-            return super().run(graph, config, updatehash=updatehash)
+            return self._run_graph(graph, config, updatehash)
+
+    def _run_graph(self, graph, config, updatehash: bool) -> None:
+        """Nipype's distributed main loop (``plugins/base.py``), waiting on ``_wake``."""
+        self._run_errors = []
+        self._config = config
+        longest_wait = float(config["execution"]["poll_sleep_duration"])
+        self._prerun_check(graph)
+        self._generate_dependency_list(graph)
+        self.mapnodes, self.mapnodesubids = [], {}
+        notrun: list[dict] = []
+        while True:
+            self._wake.clear()
+            self._collect_results(graph, notrun)
+            finished = np.count_nonzero(self.proc_done & ~self.proc_pending)
+            if len(self.pending_tasks) < self.max_jobs:
+                self._send_procs_to_workers(updatehash=updatehash, graph=graph)
+            if np.all(self.proc_done) and not np.any(self.proc_pending):
+                break
+            # A node finished here may have released others: look again before waiting.
+            if np.count_nonzero(self.proc_done & ~self.proc_pending) == finished:
+                self._wake.wait(longest_wait)
+        self._remove_node_dirs()
+        report_nodes_not_run(notrun)
+        self._postrun_check()
+        if self._run_errors:
+            error, cause = self._run_errors[0], None
+            if isinstance(error, (str, list)):
+                error = RuntimeError(error)
+            if len(self._run_errors) > 1:
+                error, cause = RuntimeError(f"{len(self._run_errors)} raised. Re-raising "
+                                            "first."), error
+            raise error from cause
+
+    def _collect_results(self, graph, notrun: list[dict]) -> None:
+        """Release the jobs whose workers are done, oldest first; record the failures."""
+        still = []
+        for taskid, jobid in reversed(self.pending_tasks):
+            result = self._taskresult.pop(taskid, None)
+            if result is None:
+                still.append((taskid, jobid))
+                continue
+            if result["traceback"]:
+                notrun.append(self._clean_queue(jobid, graph, result=result))
+                self._run_errors.append("".join(result["traceback"]))
+            else:
+                self._task_finished_cb(jobid)
+                self._remove_node_dirs()
+            self._clear_task(taskid)
+        self.pending_tasks = still[::-1]
 
     def _submit_job(self, node, updatehash: bool = False) -> int:
         self._taskid += 1
         if getattr(node.interface, "terminal_output", "") == "stream":
             node.interface.terminal_output = "allatonce"
         future = self.pool.submit(run_node_pinned, node, updatehash, self._taskid)
-        future.add_done_callback(self._async_callback)
+        future.add_done_callback(partial(self._task_done, self._taskid))
         self._task_obj[self._taskid] = future
         logger.debug("[PinnedMultiProc] Submitted task %s (taskid=%d).", node.fullname,
                      self._taskid)
         return self._taskid
 
+    def _task_done(self, taskid: int, future) -> None:
+        """Done-callback (executor thread): keep the result and wake the main loop."""
+        try:
+            result = future.result()
+        except BaseException:  # noqa: BLE001 - a dead worker fails its node, not the run
+            result = {"result": None, "taskid": taskid,
+                      "traceback": format_exception(*sys.exc_info())}
+        self._taskresult[taskid] = result
+        self._wake.set()
+
+    def _task_finished_cb(self, jobid: int, cached: bool = False) -> None:
+        """As Nipype's: the job is done and its dependants wait for one job less.  Its row of
+        the dependency matrix is emptied in place (the lil matrix's own lists) and the waiting
+        counts follow, instead of sparse slicing and a recount at every completion."""
+        logger.info("[Job %d] %s (%s).", jobid, "Cached" if cached else "Completed",
+                    self.procs[jobid])
+        if self._status_callback:
+            self._status_callback(self.procs[jobid], "end")
+        self.proc_pending[jobid] = False
+        if self._waiting is not None:
+            np.subtract.at(self._waiting, self.depidx.rows[jobid], self.depidx.data[jobid])
+        self.depidx.rows[jobid], self.depidx.data[jobid] = [], []
+        # The reference counts serve only the removal of used-up node folders.
+        if jobid not in self.mapnodesubids and str2bool(
+                self._config["execution"]["remove_node_directories"]):
+            self.refidx[self.refidx[:, jobid].nonzero()[0], jobid] = 0
+
+    def _submit_mapnode(self, jobid: int) -> bool:
+        self._waiting = None
+        return super()._submit_mapnode(jobid)
+
     def _ready_jobs(self) -> np.ndarray:
-        return np.flatnonzero(~self.proc_done & (self.depidx.sum(axis=0) == 0).__array__())
+        if self._waiting is None or len(self._waiting) != len(self.proc_done):
+            self._waiting = np.asarray(self.depidx.sum(axis=0)).ravel()
+        return np.flatnonzero(~self.proc_done & (self._waiting == 0))
 
     def _clear_cached(self, graph) -> None:
         """Finish every ready node whose outputs are cached, and those they release."""
@@ -124,14 +223,17 @@ class PinnedMultiProcPlugin(MultiProcPlugin):
                     self._not_cached.add(jobid)
 
     def _send_procs_to_workers(self, updatehash: bool = False, graph=None) -> None:
+        """Fill the free worker slots, then run the main process's ready nodes."""
         self._clear_cached(graph)
-        jobids = self._ready_jobs()
         free_gb, free_procs, free_gpus = self._check_resources(self.pending_tasks)
-        if free_gb < 0.01 or free_procs == 0 or len(jobids) == 0:
-            return
-        for jobid in self._sort_jobs(jobids, scheduler=self.plugin_args.get("scheduler")):
+        local = []
+        for jobid in self._sort_jobs(self._ready_jobs(),
+                                     scheduler=self.plugin_args.get("scheduler")):
             node = self.procs[jobid]
             if isinstance(node, MapNode) and not self._expand_mapnode(jobid, graph):
+                continue
+            if node.run_without_submitting or (updatehash and self._stale_hash(node)):
+                local.append(jobid)
                 continue
             need_gb = min(node.mem_gb_runtime, self.memory_gb)
             need_procs = min(node.n_procs, self.processors)
@@ -144,17 +246,21 @@ class PinnedMultiProcPlugin(MultiProcPlugin):
             # cached one gives its slot straight back.
             if jobid not in self._not_cached and self._local_hash_check(jobid, graph):
                 continue
-            if node.run_without_submitting or (updatehash and self._stale_hash(node)):
-                self._run_in_main_process(jobid, graph, updatehash)
-                self._stats = None
-                continue
             free_gb, free_procs, free_gpus = (free_gb - need_gb, free_procs - need_procs,
                                               free_gpus - need_gpus)
             if self._status_callback:
                 self._status_callback(node, "start")
             taskid = self._submit_job(deepcopy(node), updatehash=updatehash)
             self.pending_tasks.insert(0, (taskid, jobid))
-            self._stats = None
+        for jobid in local:
+            # A worker came free: refill it first; the rest wait for the next pass.
+            if self._wake.is_set():
+                break
+            self.proc_done[jobid] = True
+            self.proc_pending[jobid] = True
+            if jobid not in self._not_cached and self._local_hash_check(jobid, graph):
+                continue
+            self._run_in_main_process(jobid, graph, updatehash)
 
     def _expand_mapnode(self, jobid: int, graph) -> bool:
         """As MultiProc: a MapNode with several sub-nodes queues them and waits for them."""
@@ -173,11 +279,12 @@ class PinnedMultiProcPlugin(MultiProcPlugin):
         return cached and not updated
 
     def _run_in_main_process(self, jobid: int, graph, updatehash: bool) -> None:
-        """Sinks and hash updates run here, as in MultiProc, with the node's threads."""
+        """Sinks and hash updates run here, as in MultiProc, with the node's threads (the
+        loop already holds this process at one)."""
         node = self.procs[jobid]
         logger.debug("Running node %s on master thread", node)
         try:
-            with pinned_threads(node.n_procs):
+            with pinned_threads(node.n_procs) if node.n_procs > 1 else nullcontext():
                 node.run(updatehash=updatehash)
         except Exception:  # noqa: BLE001 - the node's failure is recorded, the graph goes on
             traceback = format_exception(*sys.exc_info())

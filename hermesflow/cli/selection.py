@@ -68,7 +68,12 @@ def set_atlases(config: Config) -> list[str]:
             continue
         # Regions checked now; the template against each session's maps in its ROI node,
         # after the maps are written (an atlas in another space costs no GLM output).
-        load_atlas(atlas, wf.rois)
+        # Prepared as the ROI nodes ask for it when the space fits: the workers, forked from
+        # this process, then find it prepared instead of each reading it again.
+        try:
+            load_atlas(atlas, wf.rois, wf.space)
+        except InputError:
+            load_atlas(atlas, wf.rois)
         checked.add(key)
     return sorted(checked)
 
