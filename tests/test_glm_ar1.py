@@ -195,15 +195,20 @@ def test_ar1_coefficients_are_nilearns_binned_yule_walker():
     assert len(np.unique(expected)) > 50, "the bins are exercised"
 
 
+def _refusal(bold: Path, inputs: dict, tmp_path) -> str:
+    """The one-line error of fitting the session's GLM on ``bold`` instead of its BOLD."""
+    with pytest.raises(InputError) as error:
+        fit_session_glm(str(bold), inputs["mask"], inputs["confounds"], inputs["events"],
+                        inputs["t_r"], tmp_path / "glm", confound_columns=CONFOUNDS)
+    return str(error.value)
+
+
 def test_a_truncated_bold_is_one_line(sessions, tmp_path):
     inputs = {k: _first(v) for k, v in sessions[0].items()}
     cut = tmp_path / Path(inputs["bold"]).name
     whole = Path(inputs["bold"]).read_bytes()
     cut.write_bytes(whole[: len(whole) // 2])
-    with pytest.raises(InputError) as error:
-        fit_session_glm(str(cut), inputs["mask"], inputs["confounds"], inputs["events"],
-                        inputs["t_r"], tmp_path / "glm", confound_columns=CONFOUNDS)
-    assert str(error.value) == (
+    assert _refusal(cut, inputs, tmp_path) == (
         f"{cut}: cannot be read as NIfTI (EOFError: Compressed file ended before the "
         "end-of-stream marker was reached) -- rerun the preprocessing of this session")
 
@@ -220,9 +225,6 @@ def test_non_finite_values_are_counted_over_the_whole_series(sessions, tmp_path)
     header.set_data_dtype(np.float32)
     bad = tmp_path / Path(inputs["bold"]).name
     nib.save(nib.Nifti1Image(values, source.affine, header), bad)
-    with pytest.raises(InputError) as error:
-        fit_session_glm(str(bad), inputs["mask"], inputs["confounds"], inputs["events"],
-                        inputs["t_r"], tmp_path / "glm", confound_columns=CONFOUNDS)
-    assert str(error.value) == (
+    assert _refusal(bad, inputs, tmp_path) == (
         f"{bad}: 3 non-finite value(s) (NaN or inf) in the BOLD series -- rerun the "
         "preprocessing of this run, or replace them before the GLM")

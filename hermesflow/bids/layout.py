@@ -285,25 +285,24 @@ def check_events(path: Path, condition: str | Sequence[str] = "move") -> pd.Data
     return events
 
 
-# Events files that passed check_events, by (path, size, mtime, conditions): each session's
-# up-front check and its gathering node would read them again.
-_EVENTS_PASSED: set[tuple] = set()
-
-
 def _check_events_once(path: Path, condition: str | Sequence[str]) -> None:
-    """:func:`check_events`, skipped for a file unchanged since it passed."""
+    """:func:`check_events`, skipped for a file unchanged since it passed (each session's
+    up-front check and its gathering node would read it again); keyed by size and mtime,
+    as :func:`read_participants` is."""
     try:
         stat = path.stat()
     except OSError:
         check_events(path, condition)  # names the missing file
         return
-    key = (str(path), stat.st_size, stat.st_mtime_ns,
-           (condition,) if isinstance(condition, str) else tuple(condition))
-    if key not in _EVENTS_PASSED:
-        check_events(path, condition)
-        if len(_EVENTS_PASSED) > 100_000:
-            _EVENTS_PASSED.clear()
-        _EVENTS_PASSED.add(key)
+    conditions = condition if isinstance(condition, str) else tuple(condition)
+    _events_passed(str(path), stat.st_size, stat.st_mtime_ns, conditions)
+
+
+@lru_cache(maxsize=4096)
+def _events_passed(path: str, size: int, mtime_ns: int, condition: str | tuple) -> None:
+    """Raises as :func:`check_events` does; a file that passes is remembered (exceptions are
+    not cached, so a bad file is checked, and reported, every time)."""
+    check_events(Path(path), condition)
 
 
 def read_participants(bids_dir: str | Path) -> pd.DataFrame:
