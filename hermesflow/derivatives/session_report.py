@@ -190,16 +190,16 @@ def centroid_cuts(centroids: dict[tuple[str, str], np.ndarray], spacing: float) 
 def zmap_figure(z_map: str, roi_masks: dict[tuple[str, str], np.ndarray],
                 colours: dict[str, str], template: str | None = None) -> tuple[str, list[float]]:
     """The z map at axial cuts through the ROIs' centroids, with the ROI outlines, over
-    ``template`` (the MNI brain).  Drawn by :mod:`hermesflow.derivatives.slices` (matplotlib
-    only: this runs once per session and atlas); a map on a grid that is not axis-aligned
-    goes to nilearn's ``plot_stat_map``."""
+    ``template`` (the MNI brain), as HTML: an inline SVG drawn by
+    :mod:`hermesflow.derivatives.slices` (this runs once per session and atlas), or, for a
+    map on a grid that is not axis-aligned, nilearn's ``plot_stat_map`` as an image."""
     z_img = nib.load(z_map)
     voxel = float(np.abs(np.diag(z_img.affine)[:3]).max())
     cuts = centroid_cuts(roi_centroids(roi_masks, z_img.affine), spacing=voxel)
     title = f"move > rest (z > {Z_THRESHOLD})"
     stat = slices.AxialGrid.from_image(z_img)
     if stat is None:
-        return _nilearn_zmap(z_img, cuts, roi_masks, colours, title), cuts
+        return image(_nilearn_zmap(z_img, cuts, roi_masks, colours, title), "z map"), cuts
     if not cuts:
         # No ROI to centre on: four cuts spread over the map's height.
         top = stat.origin[2] + stat.zooms[2] * (stat.data.shape[2] - 1)
@@ -207,9 +207,9 @@ def zmap_figure(z_map: str, roi_masks: dict[tuple[str, str], np.ndarray],
     outlines: dict[str, list[np.ndarray]] = {}
     for (roi, _side), mask in roi_masks.items():
         outlines.setdefault(colours[roi], []).append(slices.ras(mask, z_img.affine))
-    figure = slices.axial_cuts(stat, cuts, Z_THRESHOLD, title, outlines,
-                               slices.background(template) if template else None)
-    return slices.png_uri(figure), cuts
+    svg = slices.axial_svg(stat, cuts, Z_THRESHOLD, title, outlines,
+                           slices.background(template) if template else None)
+    return svg, cuts
 
 
 def _nilearn_zmap(z_img, cuts: list[float], roi_masks: dict[tuple[str, str], np.ndarray],
@@ -291,8 +291,7 @@ def session_report(path: str | Path, *, title: str, z_map: str,
     if template is None and figures is not None:
         template = figures.template
     try:
-        uri, cuts = zmap_figure(z_map, roi_masks, colours, template)
-        zmap = image(uri, "z map")
+        zmap, cuts = zmap_figure(z_map, roi_masks, colours, template)
     except Exception as err:  # noqa: BLE001 - the table below is still worth having
         LOGGER.warning("report: z map not drawn: %s", err)
         zmap = f'<p class="note">z map not drawn: {escape(err)}</p>'

@@ -1,19 +1,27 @@
-"""A statistical map's axial cuts over the template, drawn with matplotlib alone.
+"""A statistical map's axial cuts over the template, as an inline SVG of voxel images.
 
-Every atlas a lab tries redraws this figure for every session, and that redraw is most of an
-atlas re-run: nilearn's ``plot_stat_map`` costs 0.2-0.3 s a page, and importing
-``nilearn.plotting`` and loading its MNI background another 2.5 s in each worker.  This module
-draws the same picture -- the template in grey, the map above a threshold on a diverging
-colour map, ROI outlines -- from numpy slices placed by world coordinates, with the
-background read once per process.  Only maps on axis-aligned grids are drawn here (hermesflow
-writes its maps on the template's grids); any other goes back to nilearn
-(:func:`hermesflow.derivatives.session_report.zmap_figure`).
+Every atlas a lab tries redraws this figure for every session, and that redraw was most of an
+atlas re-run: nilearn's ``plot_stat_map`` cost 0.2-0.3 s a page, a matplotlib figure of the
+same cuts 0.07 s (its layout, contours and PNG encoding of a 600-pixel canvas), plus importing
+the plotting stack in every worker.  The picture itself is small: per cut, the template slice in
+grey and the map's supra-threshold voxels on nilearn's diverging colour map.  Here each of those
+slices becomes a PNG at its own voxel resolution (a few thousand pixels, encoded by Pillow) and
+the browser scales and stacks them in an SVG whose coordinates are world millimetres: the map's
+voxels stay crisp (``image-rendering: pixelated``, as nilearn draws a stat map with nearest
+interpolation), the template is smoothed, and each ROI outline is a path along the edges of
+exactly the voxels the measures read.  A page costs a few milliseconds.
+
+Only maps on axis-aligned grids are drawn here (hermesflow writes its maps on the template's
+grids); any other goes back to nilearn (:func:`hermesflow.derivatives.session_report.zmap_figure`).
+The SVG's y axis points down, so world (x, y) is drawn at (x, -y): anterior up, and the left
+hemisphere on the left (neurological convention, as nilearn draws).
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import html
 import io
 from dataclasses import dataclass
 
@@ -22,8 +30,9 @@ import numpy as np
 
 # nilearn's default for statistical maps, so the pages look the same whichever draws them.
 STAT_CMAP = "RdBu_r"
-PANEL_INCHES = 2.1
-DPI = 90
+PANEL_PX = 190       # width of one cut on the page
+TITLE_PX = 20        # the title's band above the cuts
+BAR_PX = 56          # the colour bar's column right of the cuts
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ class AxialGrid:
         return k if 0 <= k < self.data.shape[2] else None
 
     def extent(self) -> tuple[float, float, float, float]:
-        """imshow's (left, right, bottom, top) of an axial slice, voxel edges in mm."""
+        """(left, right, bottom, top) of an axial slice: its outer voxel edges in mm."""
         (x0, y0), (dx, dy) = self.origin[:2], self.zooms[:2]
         nx, ny = self.data.shape[:2]
         return (x0 - dx / 2, x0 + (nx - 0.5) * dx, y0 - dy / 2, y0 + (ny - 0.5) * dy)
@@ -80,64 +89,137 @@ def background(path: str) -> AxialGrid | None:
     return grid
 
 
-def axial_cuts(stat: AxialGrid, cuts_mm: list[float], threshold: float, title: str,
-               outlines: dict[str, list[np.ndarray]] | None = None,
-               template: AxialGrid | None = None):
-    """A figure of one panel per cut: template, the map where ``|value| >= threshold``,
-    and each colour's outlines (masks on ``stat``'s grid, already in RAS order).
-
-    Returns the matplotlib ``Figure`` (no pyplot: nothing is registered globally).
-    """
+@functools.lru_cache(maxsize=1)
+def stat_lut() -> np.ndarray:
+    """nilearn's stat-map colour map as a 256 x 4 uint8 table (matplotlib's ``RdBu_r``)."""
     from matplotlib import colormaps
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
 
-    peak = float(np.nanmax(np.abs(stat.data))) if stat.data.size else 0.0
-    norm = Normalize(-max(peak, threshold), max(peak, threshold))
-    cmap = colormaps[STAT_CMAP]
-    left, right, bottom, top = stat.extent()
-    height = PANEL_INCHES * (top - bottom) / (right - left)
-    width = PANEL_INCHES * len(cuts_mm) + 0.6
-    figure = Figure(figsize=(width, height + 0.35), dpi=DPI)
-    axes = figure.subplots(1, len(cuts_mm), squeeze=False)[0]
-    figure.subplots_adjust(left=0.01, right=1 - 0.6 / width, bottom=0.01,
-                           top=height / (height + 0.35), wspace=0.02)
-    figure.suptitle(title, fontsize=9)
-    xs, ys = stat.centres()
-    for axis, z_mm in zip(axes, cuts_mm, strict=True):
-        axis.set_axis_off()
-        axis.set_aspect("equal")
-        k = stat.index(z_mm)
-        if template is not None and (kb := template.index(z_mm)) is not None:
-            slab = template.data[:, :, kb].T
-            axis.imshow(np.ma.masked_less_equal(slab, 0), cmap="gray", origin="lower",
-                        extent=template.extent(), interpolation="bilinear")
-        if k is not None:
-            values = stat.data[:, :, k].T
-            shown = np.ma.masked_where(~(np.abs(values) >= threshold), values)
-            axis.imshow(shown, cmap=cmap, norm=norm, origin="lower", extent=stat.extent(),
-                        interpolation="nearest")
-            for colour, masks in (outlines or {}).items():
-                for mask in masks:
-                    section = mask[:, :, k].T
-                    if section.any():
-                        axis.contour(xs, ys, section.astype(np.float32), levels=[0.5],
-                                     colors=colour, linewidths=1)
-        axis.set_xlim(*stat.extent()[:2])
-        axis.set_ylim(*stat.extent()[2:])
-        axis.text(0.02, 0.02, f"z={z_mm:g}", transform=axis.transAxes, fontsize=8)
-    # Neurological convention, as nilearn draws: the left hemisphere on the left.
-    axes[0].text(0.0, 0.95, "L", transform=axes[0].transAxes, fontsize=9, weight="bold")
-    axes[-1].text(0.95, 0.95, "R", transform=axes[-1].transAxes, fontsize=9, weight="bold")
-    bar = figure.add_axes((1 - 0.45 / width, 0.1, 0.12 / width, 0.7 * height / (height + 0.35)))
-    figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=bar)
-    bar.tick_params(labelsize=7)
-    return figure
+    return np.round(colormaps[STAT_CMAP](np.linspace(0.0, 1.0, 256)) * 255).astype(np.uint8)
 
 
-def png_uri(figure) -> str:
-    """A figure (no pyplot) as a PNG data URI."""
+def css_colour(name: str) -> str:
+    """A matplotlib colour name (``tab:blue``) as the ``#rrggbb`` SVG understands."""
+    from matplotlib.colors import to_hex
+
+    return to_hex(name)
+
+
+def png_uri(pixels: np.ndarray) -> str:
+    """An image array (rows top to bottom; ``L``, ``LA`` or ``RGBA`` uint8) as a PNG data URI."""
+    from PIL import Image
+
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def stat_pixels(section: np.ndarray, threshold: float, vmax: float) -> np.ndarray:
+    """RGBA of one axial section (x, y): the colour map over [-vmax, vmax] where
+    ``|value| >= threshold``, transparent elsewhere; rows run from anterior to posterior."""
+    values = section.T[::-1]
+    index = np.clip(np.round((values / (2 * vmax) + 0.5) * 255), 0, 255)
+    shown = np.abs(values) >= threshold      # NaN compares False: not drawn
+    pixels = stat_lut()[np.where(shown, index, 0).astype(np.intp)]
+    pixels[..., 3] = np.where(shown, 255, 0)
+    return pixels
+
+
+def grey_pixels(section: np.ndarray) -> np.ndarray:
+    """Luminance and alpha of a template section: its positive voxels from black (lowest) to
+    white (highest), the rest transparent, as ``imshow`` scales a masked slice."""
+    values = section.T[::-1].astype(np.float32)
+    inside = values > 0
+    pixels = np.zeros(values.shape + (2,), np.uint8)
+    if inside.any():
+        low, high = float(values[inside].min()), float(values[inside].max())
+        scaled = (values - low) / (high - low) if high > low else np.ones_like(values)
+        pixels[..., 0] = np.where(inside, np.round(np.clip(scaled, 0, 1) * 255), 0)
+        pixels[..., 1] = np.where(inside, 255, 0)
+    return pixels
+
+
+def outline_path(section: np.ndarray, grid: AxialGrid) -> str:
+    """SVG path data along the outer edges of the ``True`` voxels of an axial section (x, y)
+    of ``grid``: every segment lies half-way between a voxel inside and one outside."""
+    (x0, y0), (dx, dy) = grid.origin[:2], grid.zooms[:2]
+    padded = np.pad(np.asarray(section, bool), 1)
+    parts = []
+    # Between x-neighbours a-1 and a (padded a and a+1): a vertical edge at x0 + (a - 0.5) dx.
+    for a, j in np.argwhere(padded[1:, 1:-1] != padded[:-1, 1:-1]):
+        x, y = x0 + (a - 0.5) * dx, y0 + j * dy
+        parts.append(f"M{x:.6g} {-(y - dy / 2):.6g}V{-(y + dy / 2):.6g}")
+    for i, b in np.argwhere(padded[1:-1, 1:] != padded[1:-1, :-1]):
+        x, y = x0 + i * dx, y0 + (b - 0.5) * dy
+        parts.append(f"M{x - dx / 2:.6g} {-y:.6g}H{x + dx / 2:.6g}")
+    return "".join(parts)
+
+
+def _layer(uri: str, extent: tuple[float, float, float, float], crisp: bool) -> str:
+    left, right, bottom, top = extent
+    style = ' style="image-rendering:pixelated"' if crisp else ""
+    return (f'<image href="{uri}" x="{left:.6g}" y="{-top:.6g}" width="{right - left:.6g}" '
+            f'height="{top - bottom:.6g}" preserveAspectRatio="none"{style}/>')
+
+
+def _colour_bar(x: float, top: float, height: float, vmax: float) -> str:
+    lut = stat_lut()
+    stops = "".join(f'<stop offset="{f:.2f}" stop-color="#{r:02x}{g:02x}{b:02x}"/>'
+                    for f, (r, g, b, _a) in zip(np.linspace(0, 1, 11),
+                                                lut[np.linspace(0, 255, 11).astype(int)],
+                                                strict=True))
+    ticks = "".join(
+        f'<text x="{x + 16}" y="{top + height * (1 - f) + 3:.1f}" font-size="9">{v:.1f}</text>'
+        for f, v in ((0.0, -vmax), (0.5, 0.0), (1.0, vmax)))
+    return (f'<defs><linearGradient id="zbar" x1="0" y1="1" x2="0" y2="0">{stops}'
+            f'</linearGradient></defs><rect x="{x}" y="{top:.1f}" width="12" '
+            f'height="{height:.1f}" fill="url(#zbar)"/>{ticks}')
+
+
+def axial_svg(stat: AxialGrid, cuts_mm: list[float], threshold: float, title: str,
+              outlines: dict[str, list[np.ndarray]] | None = None,
+              template: AxialGrid | None = None) -> str:
+    """One panel per cut: ``template`` in grey, the map where ``|value| >= threshold``, and
+    each colour's outlines (masks on ``stat``'s grid, already in RAS order).
+
+    Returns
+    -------
+    str
+        An ``<svg>`` element to place in a page (self-contained: images are data URIs).
+    """
+    peak = float(np.nanmax(np.abs(stat.data))) if stat.data.size else 0.0
+    vmax = max(peak, threshold)
+    left, right, bottom, top = stat.extent()
+    panel_h = PANEL_PX * (top - bottom) / (right - left)
+    width, height = PANEL_PX * len(cuts_mm) + BAR_PX, TITLE_PX + panel_h
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="zmap" width="{width:.0f}" '
+             f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
+             f'font-family="sans-serif"><title>{html.escape(title)}</title>'
+             f'<text x="{width / 2:.0f}" y="14" font-size="12" text-anchor="middle">'
+             f'{html.escape(title)}</text>']
+    for n, z_mm in enumerate(cuts_mm):
+        parts.append(f'<svg class="cut" data-z="{z_mm:g}" x="{n * PANEL_PX}" y="{TITLE_PX}" '
+                     f'width="{PANEL_PX}" height="{panel_h:.1f}" viewBox="{left:.6g} {-top:.6g} '
+                     f'{right - left:.6g} {top - bottom:.6g}" preserveAspectRatio="none">')
+        if template is not None and (kb := template.index(z_mm)) is not None:
+            parts.append(_layer(png_uri(grey_pixels(template.data[:, :, kb])),
+                                template.extent(), crisp=False))
+        k = stat.index(z_mm)
+        if k is not None:
+            parts.append(_layer(png_uri(stat_pixels(stat.data[:, :, k], threshold, vmax)),
+                                stat.extent(), crisp=True))
+            for colour, masks in (outlines or {}).items():
+                path = "".join(outline_path(mask[:, :, k], stat) for mask in masks)
+                if path:
+                    parts.append(f'<path class="outline" d="{path}" fill="none" '
+                                 f'stroke="{css_colour(colour)}" stroke-width="1.2" '
+                                 f'vector-effect="non-scaling-stroke"/>')
+        parts.append("</svg>")
+        parts.append(f'<text x="{n * PANEL_PX + 3}" y="{height - 4:.0f}" font-size="10">'
+                     f'z={z_mm:g}</text>')
+    parts.append(f'<text x="3" y="{TITLE_PX + 12}" font-size="11" font-weight="bold">L</text>'
+                 f'<text x="{PANEL_PX * len(cuts_mm) - 12}" y="{TITLE_PX + 12}" '
+                 f'font-size="11" font-weight="bold">R</text>')
+    parts.append(_colour_bar(PANEL_PX * len(cuts_mm) + 8, TITLE_PX + 0.1 * panel_h,
+                             0.8 * panel_h, vmax))
+    parts.append("</svg>")
+    return "".join(parts)

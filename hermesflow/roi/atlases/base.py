@@ -168,24 +168,32 @@ def roi_maps(atlas: Atlas, target: nib.Nifti1Image,
     return dict(_MASKS[key][1])
 
 
+def _on_grid(volume: np.ndarray, affine: np.ndarray, target: nib.Nifti1Image,
+             order: int) -> np.ndarray:
+    """One 3D volume of the atlas resampled to the grid of ``target`` (zero outside the
+    atlas's field of view): nibabel's ``resample_from_to``, the same ``scipy.ndimage`` call
+    nilearn's ``resample_to_img`` makes, without importing nilearn into a worker that needs
+    nothing else of it (half a second per worker, most of an atlas re-run's first node)."""
+    from nibabel.processing import resample_from_to
+
+    moved = resample_from_to(nib.Nifti1Image(volume, affine), (target.shape[:3], target.affine),
+                             order=order, mode="constant", cval=0.0)
+    return np.asarray(moved.dataobj)
+
+
 def _resampled_maps(atlas: Atlas, target: nib.Nifti1Image,
                     threshold: float) -> dict[tuple[str, str], RoiMap]:
-    # Deferred: nilearn.image costs about a second, paid only where a map is resampled.
-    from nilearn.image import resample_to_img
-
-    target3d = target if target.ndim == 3 else nib.Nifti1Image(
-        np.zeros(target.shape[:3], np.uint8), target.affine)
-    halves = {side: _hemisphere(target3d, side) for side in SIDES
+    halves = {side: _hemisphere(target, side) for side in SIDES
               if any(r.side_from == "midline" and r.side == side for r in atlas.regions)}
+    affine = atlas.image.affine
     if atlas.kind == "probabilistic":
-        resampled = resample_to_img(atlas.image, target3d, interpolation="linear",
-                                    force_resample=True, copy_header=True)
-        prob = np.asarray(resampled.dataobj, dtype=np.float32)
+        prob = np.asarray(atlas.image.dataobj, dtype=np.float32)
         if prob.ndim == 3:
             prob = prob[..., None]
         layers = []
         for region in atlas.regions:
-            layer = prob[..., region.index]
+            # Linear: a probability between voxels is the weighted mean of theirs.
+            layer = _on_grid(prob[..., region.index], affine, target, order=1)
             layers.append(layer * halves[region.side] if region.side_from == "midline"
                           else layer)
         stack = np.stack(layers, axis=-1)
@@ -193,9 +201,8 @@ def _resampled_maps(atlas: Atlas, target: nib.Nifti1Image,
         above = stack.max(axis=-1) >= threshold
         return {region.key: RoiMap(above & (winner == i), stack[..., i] / 100.0)
                 for i, region in enumerate(atlas.regions)}
-    resampled = resample_to_img(atlas.image, target3d, interpolation="nearest",
-                                force_resample=True, copy_header=True)
-    labels = np.asarray(resampled.dataobj)
+    # Nearest: a label is never averaged with its neighbour's.
+    labels = _on_grid(np.asarray(atlas.image.dataobj), affine, target, order=0)
     found = {}
     for region in atlas.regions:
         mask = labels == region.index
