@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -193,7 +194,31 @@ def test_copy_leaves_an_identical_target_alone(tmp_path, same):
     source, target = tmp_path / "a.bin", tmp_path / "b.bin"
     source.write_bytes(b"maps" * 1000)
     target.write_bytes(b"maps" * 1000 if same else b"spam" * 1000)
+    os.utime(target, (1e9, 1e9))   # written by an earlier run
     before = target.stat().st_ino
     copy_file(source, target)
     assert target.read_bytes() == source.read_bytes()
     assert (target.stat().st_ino == before) is same, "rewritten only when it differed"
+
+
+def test_copy_keeps_the_source_time_and_a_second_copy_reads_nothing(tmp_path, monkeypatch):
+    source, target = tmp_path / "a.bin", tmp_path / "b.bin"
+    source.write_bytes(b"maps" * 100000)
+    os.utime(source, (1.5e9, 1.5e9))
+    copy_file(source, target)
+    assert target.stat().st_mtime == 1.5e9 and target.read_bytes() == source.read_bytes()
+    monkeypatch.setattr("filecmp._do_cmp", lambda *_: pytest.fail("contents compared"))
+    inode = target.stat().st_ino
+    copy_file(source, target)
+    assert target.stat().st_ino == inode, "size and time match: left alone"
+
+
+def test_colours_are_matplotlibs():
+    from matplotlib.colors import to_hex
+
+    from hermesflow.derivatives.html import ARM_COLOURS, PALETTE
+
+    reference = np.round(colormaps["RdBu_r"](np.linspace(0, 1, 256)) * 255)
+    np.testing.assert_allclose(slices.stat_lut(), reference, atol=1)
+    for name in (*PALETTE, *ARM_COLOURS.values()):
+        assert slices.css_colour(name) == to_hex(name), name

@@ -9,9 +9,13 @@
 * no full ``gc.collect()`` at every poll (``multiproc.py``: before each submission pass and
   after each node run in the main process).  With a 0.1 s poll it was most of a cached rerun's
   time and a good part of the group stage's;
-* cached nodes are cleared before any processor slot is handed out, and a pass keeps clearing
-  the nodes they release, so a cached rerun walks the whole graph in one pass instead of two
-  nodes per poll; a node found not cached is not hashed again while it waits for a slot;
+* cached nodes are cleared without taking a processor slot, depth first (a session's chain
+  down to its first node that must run, which goes to a worker at once), and while every
+  worker is busy; a cached rerun walks the whole graph in one pass instead of two nodes per
+  poll, and an atlas re-run starts its first ROI node after a few checks, not after all of
+  them; a node found not cached is not hashed again while it waits for a slot;
+* a node goes to its worker pickled in the main process, not deep-copied first (the copy
+  cost more than the pickling);
 * nodes that run in the main process (``run_without_submitting``: sinks, gathering) take no
   worker slot and run after the pass has filled the free slots, so the workers never wait for
   them, nor they for a free worker;
@@ -26,6 +30,7 @@ One ITK thread per node is also what makes antspyx's registrations bit-reproduci
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import threading
 from collections.abc import Iterator
@@ -83,7 +88,10 @@ def pinned_threads(n_threads: int) -> Iterator[None]:
 
 
 def run_node_pinned(node, updatehash: bool, taskid: int) -> dict:
-    """Nipype's worker function with the node's threads pinned to its ``n_procs``."""
+    """Nipype's worker function with the node's threads pinned to its ``n_procs``; ``node``
+    may come pickled (:meth:`PinnedMultiProcPlugin._submit_job`)."""
+    if isinstance(node, bytes):
+        node = pickle.loads(node)
     with pinned_threads(node.n_procs):
         return run_node(node, updatehash, taskid)
 
@@ -127,7 +135,11 @@ class PinnedMultiProcPlugin(MultiProcPlugin):
                 break
             # A node finished here may have released others: look again before waiting.
             if np.count_nonzero(self.proc_done & ~self.proc_pending) == finished:
-                self._wake.wait(longest_wait)
+                # Nothing more to hand out: clear cached nodes meanwhile (until a worker's
+                # node ends), and wait only if that released nothing.
+                self._clear_cached(graph)
+                if np.count_nonzero(self.proc_done & ~self.proc_pending) == finished:
+                    self._wake.wait(longest_wait)
         self._remove_node_dirs()
         report_nodes_not_run(notrun)
         self._postrun_check()
@@ -159,9 +171,13 @@ class PinnedMultiProcPlugin(MultiProcPlugin):
 
     def _submit_job(self, node, updatehash: bool = False) -> int:
         self._taskid += 1
+        # The worker gets the node as it is now, pickled here: MultiProc deep-copies it first
+        # (so that the executor's thread, which pickles it later, cannot see it change),
+        # which cost more than pickling it.
         if getattr(node.interface, "terminal_output", "") == "stream":
-            node.interface.terminal_output = "allatonce"
-        future = self.pool.submit(run_node_pinned, node, updatehash, self._taskid)
+            node = _streamless(node)
+        payload = pickle.dumps(node, protocol=pickle.HIGHEST_PROTOCOL)
+        future = self.pool.submit(run_node_pinned, payload, updatehash, self._taskid)
         future.add_done_callback(partial(self._task_done, self._taskid))
         self._task_obj[self._taskid] = future
         logger.debug("[PinnedMultiProc] Submitted task %s (taskid=%d).", node.fullname,
@@ -204,28 +220,39 @@ class PinnedMultiProcPlugin(MultiProcPlugin):
             self._waiting = np.asarray(self.depidx.sum(axis=0)).ravel()
         return np.flatnonzero(~self.proc_done & (self._waiting == 0))
 
-    def _clear_cached(self, graph) -> None:
-        """Finish every ready node whose outputs are cached, and those they release."""
-        cleared = True
-        while cleared:
-            cleared = False
-            for jobid in self._ready_jobs():
-                # MapNodes expand into sub-nodes first: the stock path handles them.
-                if jobid in self._not_cached or isinstance(self.procs[jobid], MapNode):
-                    continue
-                self.proc_done[jobid] = True
-                self.proc_pending[jobid] = True
-                if self._local_hash_check(jobid, graph):
-                    cleared = True
-                else:
-                    self.proc_done[jobid] = False
-                    self.proc_pending[jobid] = False
-                    self._not_cached.add(jobid)
+    def _clear_cached(self, graph, enough=lambda runnable: False) -> None:
+        """Finish ready nodes whose outputs are cached, depth first: each branch (a session's
+        chain) down to its first node that must run, which becomes runnable at once instead
+        of after every cached node of the graph has been checked.  Stops when
+        ``enough(runnable)`` (the number of worker nodes found to run) says so, or when a
+        worker's node has ended (the loop has results to collect first)."""
+        self._ready_jobs()  # the waiting counts are current
+        stack = list(self._ready_jobs()[::-1])
+        runnable = 0
+        while stack:
+            if enough(runnable) or self._wake.is_set():
+                return
+            jobid = stack.pop()
+            node = self.procs[jobid]
+            # MapNodes expand into sub-nodes first: the stock path handles them.
+            if self.proc_done[jobid] or jobid in self._not_cached or isinstance(node, MapNode):
+                continue
+            dependants = list(self.depidx.rows[jobid])
+            self.proc_done[jobid] = True
+            self.proc_pending[jobid] = True
+            if self._local_hash_check(jobid, graph):
+                stack += [d for d in reversed(dependants)
+                          if not self.proc_done[d] and self._waiting[d] == 0]
+            else:
+                self.proc_done[jobid] = False
+                self.proc_pending[jobid] = False
+                self._not_cached.add(jobid)
+                runnable += not node.run_without_submitting
 
     def _send_procs_to_workers(self, updatehash: bool = False, graph=None) -> None:
         """Fill the free worker slots, then run the main process's ready nodes."""
-        self._clear_cached(graph)
         free_gb, free_procs, free_gpus = self._check_resources(self.pending_tasks)
+        self._clear_cached(graph, enough=lambda runnable: runnable >= free_procs)
         local = []
         for jobid in self._sort_jobs(self._ready_jobs(),
                                      scheduler=self.plugin_args.get("scheduler")):
@@ -250,7 +277,7 @@ class PinnedMultiProcPlugin(MultiProcPlugin):
                                               free_gpus - need_gpus)
             if self._status_callback:
                 self._status_callback(node, "start")
-            taskid = self._submit_job(deepcopy(node), updatehash=updatehash)
+            taskid = self._submit_job(node, updatehash=updatehash)
             self.pending_tasks.insert(0, (taskid, jobid))
         for jobid in local:
             # A worker came free: refill it first; the rest wait for the next pass.
@@ -293,6 +320,14 @@ class PinnedMultiProcPlugin(MultiProcPlugin):
         # MultiProc releases the node even after a failure (its dependants are gone already).
         self._task_finished_cb(jobid)
         self._remove_node_dirs()
+
+
+def _streamless(node):
+    """A copy of ``node`` whose command line output is collected, not streamed (a worker has
+    no terminal), as MultiProc sets it on its own copy."""
+    node = deepcopy(node)
+    node.interface.terminal_output = "allatonce"
+    return node
 
 
 def run_with_plugin(workflow, plugin: str, plugin_args: dict) -> None:

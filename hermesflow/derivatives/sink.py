@@ -9,7 +9,12 @@ import pandas as pd
 
 from hermesflow.derivatives.manifest import complete_session, manifest_path
 from hermesflow.derivatives.naming import SessionNames
-from hermesflow.derivatives.writing import copy_file, write_json, write_tsv
+from hermesflow.derivatives.writing import (
+    copy_file,
+    folders_synced_once,
+    write_json,
+    write_tsv,
+)
 
 
 def sink_maps(output_dir: str, subject: str, session: str, task: str, space: str,
@@ -18,13 +23,15 @@ def sink_maps(output_dir: str, subject: str, session: str, task: str, space: str
     an atlas that cannot be applied (another template, a typo in --rois) or a failing report
     never costs the user the maps."""
     names = SessionNames(Path(output_dir), subject, session, task, space)
-    return {stat: str(copy_file(path, names.statmap(stat))) for stat, path in maps.items()}
+    with folders_synced_once():
+        return {stat: str(copy_file(path, names.statmap(stat))) for stat, path in maps.items()}
 
 
 def sink_session(output_dir: str, subject: str, session: str, task: str, space: str,
                  atlas: str, maps: dict[str, str], roi_table: str,
                  report: str | None = None, roi_sidecar: str | None = None,
-                 qc: str | None = None, glm_info: dict | None = None) -> dict[str, str]:
+                 qc: str | None = None, glm_info: dict | None = None,
+                 page: str | None = None) -> dict[str, str]:
     """Copy one session's maps, ROI table (and sidecar) and report into the derivatives.
 
     Parameters
@@ -39,6 +46,9 @@ def sink_session(output_dir: str, subject: str, session: str, task: str, space: 
     glm_info : dict, optional
         What went into the session's GLM (``n_runs``, per run the volumes, dummy scans and
         slice-time reference); recorded in the ROI table's sidecar (``NumberOfRuns``, ``GLM``).
+    report, page : str, optional
+        The session's page for this atlas: ``report`` is certified in the manifest with the
+        tables, ``page`` is copied after it, uncertified (a page is for reading).
 
     Returns
     -------
@@ -47,31 +57,35 @@ def sink_session(output_dir: str, subject: str, session: str, task: str, space: 
         when given.
     """
     names = SessionNames(Path(output_dir), subject, session, task, space)
-    # Maps the maps sink already wrote are recorded (for the manifest), not copied again.
-    written = {stat: str(path) if Path(path) == names.statmap(stat)
-               else str(copy_file(path, names.statmap(stat))) for stat, path in maps.items()}
-    table = pd.read_csv(roi_table, sep="\t")
-    table.insert(0, "session_id", f"ses-{session}")
-    table.insert(0, "participant_id", f"sub-{subject}")
-    if qc:
-        for column, value in qc_columns(qc).items():
-            table[column] = value
-    written["roi_table"] = str(write_tsv(names.roi_table(atlas), table))
-    if roi_sidecar:
-        # BIDS: a TSV's sidecar has its name with .json; the group stage reads the measures'
-        # roles from it.
-        sidecar_path = names.roi_table(atlas).with_suffix(".json")
-        if glm_info:
-            content = json.loads(Path(roi_sidecar).read_text())
-            content.update(NumberOfRuns=glm_info.get("n_runs"), GLM=glm_info)
-            written["roi_sidecar"] = str(write_json(sidecar_path, content))
-        else:
-            written["roi_sidecar"] = str(copy_file(roi_sidecar, sidecar_path))
-    if report:
-        written["report"] = str(copy_file(report, names.report(atlas)))
-    # Last, so that a session is certified only once every output is in place.
-    complete_session(manifest_path(names.roi_table(atlas)), written)
-    return written
+    # One flush of the session's folder for all its files, after the manifest.
+    with folders_synced_once():
+        # Maps the maps sink already wrote are recorded (for the manifest), not copied again.
+        written = {stat: str(path) if Path(path) == names.statmap(stat)
+                   else str(copy_file(path, names.statmap(stat))) for stat, path in maps.items()}
+        table = pd.read_csv(roi_table, sep="\t")
+        table.insert(0, "session_id", f"ses-{session}")
+        table.insert(0, "participant_id", f"sub-{subject}")
+        if qc:
+            for column, value in qc_columns(qc).items():
+                table[column] = value
+        written["roi_table"] = str(write_tsv(names.roi_table(atlas), table))
+        if roi_sidecar:
+            # BIDS: a TSV's sidecar has its name with .json; the group stage reads the measures'
+            # roles from it.
+            sidecar_path = names.roi_table(atlas).with_suffix(".json")
+            if glm_info:
+                content = json.loads(Path(roi_sidecar).read_text())
+                content.update(NumberOfRuns=glm_info.get("n_runs"), GLM=glm_info)
+                written["roi_sidecar"] = str(write_json(sidecar_path, content))
+            else:
+                written["roi_sidecar"] = str(copy_file(roi_sidecar, sidecar_path))
+        if report:
+            written["report"] = str(copy_file(report, names.report(atlas)))
+        # Last, so that a session is certified only once every output is in place.
+        complete_session(manifest_path(names.roi_table(atlas)), written)
+        if page:
+            copy_file(page, names.report(atlas))
+        return written
 
 
 # The QC verdict's columns in a session's ROI table (read back by the group stage).

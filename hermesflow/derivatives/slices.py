@@ -28,8 +28,6 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 
-# nilearn's default for statistical maps, so the pages look the same whichever draws them.
-STAT_CMAP = "RdBu_r"
 PANEL_PX = 190       # width of one cut on the page
 TITLE_PX = 20        # the title's band above the cuts
 BAR_PX = 56          # the colour bar's column right of the cuts
@@ -89,19 +87,31 @@ def background(path: str) -> AxialGrid | None:
     return grid
 
 
+# ColorBrewer's 11-class RdBu, red to blue.  matplotlib's ``RdBu`` is these anchors spaced
+# evenly and interpolated linearly; nilearn draws stat maps with the reverse, ``RdBu_r``.  Given
+# here so that a worker drawing pages does not import matplotlib (tests compare the two).
+RDBU = ("#67001f", "#b2182b", "#d6604d", "#f4a582", "#fddbc7", "#f7f7f7", "#d1e5f0", "#92c5de",
+        "#4393c3", "#2166ac", "#053061")
+# matplotlib's ``tab:`` colours (Tableau 10), which the pages' outlines are named by.
+TABLEAU = {"tab:blue": "#1f77b4", "tab:orange": "#ff7f0e", "tab:green": "#2ca02c",
+           "tab:red": "#d62728", "tab:purple": "#9467bd", "tab:brown": "#8c564b",
+           "tab:pink": "#e377c2", "tab:gray": "#7f7f7f", "tab:olive": "#bcbd22",
+           "tab:cyan": "#17becf"}
+
+
 @functools.lru_cache(maxsize=1)
 def stat_lut() -> np.ndarray:
-    """nilearn's stat-map colour map as a 256 x 4 uint8 table (matplotlib's ``RdBu_r``)."""
-    from matplotlib import colormaps
-
-    return np.round(colormaps[STAT_CMAP](np.linspace(0.0, 1.0, 256)) * 255).astype(np.uint8)
+    """nilearn's stat-map colour map (``RdBu_r``) as a 256 x 4 uint8 table."""
+    anchors = np.array([[int(h[i:i + 2], 16) for i in (1, 3, 5)] for h in RDBU[::-1]], float)
+    where = np.linspace(0.0, 1.0, 256)
+    positions = np.linspace(0.0, 1.0, len(anchors))
+    rgb = np.stack([np.interp(where, positions, anchors[:, c]) for c in range(3)], axis=1)
+    return np.column_stack([np.round(rgb), np.full(256, 255)]).astype(np.uint8)
 
 
 def css_colour(name: str) -> str:
-    """A matplotlib colour name (``tab:blue``) as the ``#rrggbb`` SVG understands."""
-    from matplotlib.colors import to_hex
-
-    return to_hex(name)
+    """A colour as SVG understands it: matplotlib's ``tab:`` names become ``#rrggbb``."""
+    return TABLEAU.get(name, name)
 
 
 def png_uri(pixels: np.ndarray) -> str:
@@ -109,7 +119,8 @@ def png_uri(pixels: np.ndarray) -> str:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
+    # A few thousand pixels: the fastest compression costs a few hundred bytes more.
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -3,7 +3,10 @@
 Each writer builds the whole content in memory (or streams a copy), writes it to a hidden
 temporary file with a unique name in the target folder, flushes it to disk (``fsync``) and
 renames it into place, so a crash never leaves a half-written output, a reader never sees one,
-and two writers never share a temporary file.  Gzipped NIfTI files carry no timestamp or file
+and two writers never share a temporary file.  The folder is flushed after the rename; a sink
+that writes several files into one folder flushes it once (:func:`folders_synced_once`).
+Files a Nipype node writes into its own working folder are a cache, not outputs: they are
+written with ``sync=False`` (atomic, not flushed), as Nipype writes its own.  Gzipped NIfTI files carry no timestamp or file
 name, so the same data give the same bytes.  Orphans of a killed run (``.<name>.*.tmp``) are
 found by :func:`orphan_temp_files`.
 """
@@ -17,7 +20,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,8 +33,13 @@ from isal import igzip
 TEMP_SUFFIX = ".tmp"
 
 
-def _atomic(path: str | Path, fill: Callable[[BinaryIO], None]) -> Path:
-    """Create ``path`` from what ``fill`` writes into an open temporary file."""
+# Folders renamed into while inside folders_synced_once(); None: flush each after its rename.
+_PENDING: set[Path] | None = None
+
+
+def _atomic(path: str | Path, fill: Callable[[BinaryIO], None], sync: bool = True) -> Path:
+    """Create ``path`` from what ``fill`` writes into an open temporary file; ``sync``: flush
+    the file before the rename and its folder after it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
@@ -38,14 +47,36 @@ def _atomic(path: str | Path, fill: Callable[[BinaryIO], None]) -> Path:
         with os.fdopen(fd, "wb") as handle:
             fill(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)
+    if sync:
+        if _PENDING is None:
+            _fsync_folder(path.parent)
+        else:
+            _PENDING.add(path.parent)
     return path
+
+
+@contextmanager
+def folders_synced_once() -> Iterator[None]:
+    """Flush each folder written into inside the block once, at its end, instead of after
+    every file (a session sink writes four or five files into one folder)."""
+    global _PENDING
+    if _PENDING is not None:  # nested: the outer block flushes
+        yield
+        return
+    _PENDING = set()
+    try:
+        yield
+    finally:
+        folders, _PENDING = _PENDING, None
+        for folder in sorted(folders):
+            _fsync_folder(folder)
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -62,49 +93,67 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write_bytes(path: str | Path, content: bytes) -> Path:
+def write_bytes(path: str | Path, content: bytes, sync: bool = True) -> Path:
     """Write ``content`` to ``path`` atomically."""
-    return _atomic(path, lambda handle: handle.write(content))
+    return _atomic(path, lambda handle: handle.write(content), sync)
 
 
 def copy_file(source: str | Path, target: str | Path) -> Path:
-    """Copy ``source`` to ``target`` atomically (streamed, never whole in memory).
+    """Copy ``source`` to ``target`` atomically (streamed, never whole in memory), with the
+    source's modification time.
 
-    A ``target`` that already holds the same bytes is left as it is: a re-run (another atlas,
-    a cached graph) reads the maps it would rewrite, which costs less than writing and
-    flushing them again and leaves their timestamps alone.
+    A ``target`` that already holds the same bytes is left in place: a re-run (another atlas,
+    a cached graph) would otherwise rewrite and flush every map.  As ``rsync`` does, a target
+    with the source's size and modification time (:func:`same_file`) is taken as a copy of it
+    without reading either; a target of the same size with another time is compared byte for
+    byte, and given the source's time when it holds the same bytes.
     """
+    if same_file(source, target):
+        return Path(target)
+    stamp = os.stat(source)
     if _same_bytes(source, target):
+        os.utime(target, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
         return Path(target)
 
     def fill(handle: BinaryIO) -> None:
         with open(source, "rb") as reader:
             shutil.copyfileobj(reader, handle, length=1 << 20)
+        handle.flush()
+        os.utime(handle.fileno(), ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
 
     return _atomic(target, fill)
 
 
-def _same_bytes(source: str | Path, target: str | Path) -> bool:
+def same_file(source: str | Path, target: str | Path) -> bool:
+    """Whether ``target`` is what :func:`copy_file` left from ``source``: same size, same
+    modification time (two ``stat`` calls, nothing read)."""
     try:
-        if os.path.getsize(source) != os.path.getsize(target):
-            return False
+        theirs, ours = os.stat(source), os.stat(target)
     except OSError:
         return False
-    return filecmp.cmp(source, target, shallow=False)
+    return theirs.st_size == ours.st_size and theirs.st_mtime_ns == ours.st_mtime_ns
 
 
-def write_text(path: str | Path, text: str) -> Path:
-    return write_bytes(path, text.encode("utf-8"))
+def _same_bytes(source: str | Path, target: str | Path) -> bool:
+    try:
+        return filecmp.cmp(source, target, shallow=False)
+    except OSError:
+        return False
 
 
-def write_json(path: str | Path, content: dict) -> Path:
-    return write_text(path, json.dumps(content, indent=2, default=_json_default) + "\n")
+def write_text(path: str | Path, text: str, sync: bool = True) -> Path:
+    return write_bytes(path, text.encode("utf-8"), sync)
 
 
-def write_tsv(path: str | Path, table: pd.DataFrame, float_format: str | None = None) -> Path:
+def write_json(path: str | Path, content: dict, sync: bool = True) -> Path:
+    return write_text(path, json.dumps(content, indent=2, default=_json_default) + "\n", sync)
+
+
+def write_tsv(path: str | Path, table: pd.DataFrame, float_format: str | None = None,
+              sync: bool = True) -> Path:
     """Write a BIDS TSV: tab-separated, ``n/a`` for missing values, no index."""
     return write_text(path, table.to_csv(sep="\t", index=False, na_rep="n/a",
-                                         lineterminator="\n", float_format=float_format))
+                                         lineterminator="\n", float_format=float_format), sync)
 
 
 def write_nifti(path: str | Path, img: nib.Nifti1Image, compresslevel: int = 4) -> Path:

@@ -10,12 +10,13 @@ from nipype.interfaces.base import (
     File,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
 from hermesflow.derivatives.naming import SessionNames
 from hermesflow.derivatives.sink import sink_maps, sink_session
-from hermesflow.derivatives.writing import copy_file
+from hermesflow.derivatives.writing import same_file
 from hermesflow.preproc.gather import gather_session
 
 
@@ -110,13 +111,9 @@ class SessionSink(SimpleInterface):
             inputs.atlas, dict(inputs.maps), inputs.roi_table,
             roi_sidecar=inputs.roi_sidecar or None, qc=inputs.qc or None,
             glm_info=dict(inputs.glm_info) if inputs.glm_info else None,
+            page=inputs.report or None,
         )
         self._results["roi_table"] = written["roi_table"]
-        if inputs.report:
-            # Not in the manifest: the page is for reading; the tables are what is certified.
-            names = SessionNames(Path(inputs.output_dir), inputs.subject, inputs.session,
-                                 inputs.task, inputs.space)
-            copy_file(inputs.report, names.report(inputs.atlas))
         if inputs.report_error:
             for node_dir in (Path(inputs.roi_table).parent,
                              Path(inputs.figures).parent if inputs.figures else None):
@@ -139,10 +136,25 @@ class _MapsSinkOutputSpec(TraitedSpec):
 
 
 class MapsSink(SimpleInterface):
-    """Write a session's stat maps into OUTPUT_DIR right after the GLM (never cached)."""
+    """Write a session's stat maps into OUTPUT_DIR right after the GLM.
+
+    Cached like any node, but run again whenever a map in OUTPUT_DIR is not the GLM's copy
+    (missing, edited, or a new GLM): an atlas re-run, which changes nothing upstream, then
+    costs two ``stat`` calls per map here instead of a node run per session.
+    """
 
     input_spec = _MapsSinkInputSpec
     output_spec = _MapsSinkOutputSpec
+
+    @property
+    def always_run(self) -> bool:  # Nipype reruns a cached node whose interface says so
+        inputs = self.inputs
+        if not isdefined(inputs.maps) or not isdefined(inputs.output_dir):
+            return True
+        names = SessionNames(Path(inputs.output_dir), inputs.subject, inputs.session,
+                             inputs.task, inputs.space)
+        return not all(same_file(path, names.statmap(stat))
+                       for stat, path in inputs.maps.items())
 
     def _run_interface(self, runtime):
         self._results["maps"] = sink_maps(

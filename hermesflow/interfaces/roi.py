@@ -73,8 +73,9 @@ class ROIMeasures(SimpleInterface):
         sidecar = roi_table_sidecar(atlas, self.inputs.threshold)
         sidecar["Atlas"]["Digest"] = self.inputs.atlas_digest or None
         cwd = Path(runtime.cwd)
-        self._results["table"] = str(write_tsv(cwd / "roi.tsv", table))
-        self._results["sidecar"] = str(write_json(cwd / "roi.json", sidecar))
+        # The node's own folder is a cache: written atomically, not flushed (the sink is).
+        self._results["table"] = str(write_tsv(cwd / "roi.tsv", table, sync=False))
+        self._results["sidecar"] = str(write_json(cwd / "roi.json", sidecar, sync=False))
         self._results["report"], self._results["report_error"] = "", ""
         if self.inputs.subject:
             self._draw_page(atlas, cwd / "report.html")

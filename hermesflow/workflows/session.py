@@ -82,9 +82,10 @@ def init_session_wf(*, config: Config, name: str = "session_wf") -> pe.Workflow:
                               name="session_figures")
     # The maps are written once per session, before any atlas is applied: an ROI step that
     # fails (an atlas in another space) or a report that fails never costs the maps.
+    # Cached, but run again when a map in OUTPUT_DIR is not the GLM's (MapsSink.always_run).
     maps_sink = pe.Node(MapsSink(output_dir=execution.output_dir, task=wf_config.task,
                                  space=space_name),
-                        name="maps_sink", run_without_submitting=True, overwrite=True)
+                        name="maps_sink", run_without_submitting=True)
     sink = pe.Node(SessionSink(output_dir=execution.output_dir, task=wf_config.task,
                                space=space_name),
                    name="sink", run_without_submitting=True, overwrite=True)
