@@ -29,7 +29,7 @@ from hermesflow.derivatives.html import (
     pyplot,
     table,
 )
-from hermesflow.derivatives.writing import write_text
+from hermesflow.derivatives.writing import read_map, write_text
 
 LOGGER = logging.getLogger("hermesflow")
 Z_THRESHOLD = 3.1
@@ -193,7 +193,7 @@ def zmap_figure(z_map: str, roi_masks: dict[tuple[str, str], np.ndarray],
     ``template`` (the MNI brain), as HTML: an inline SVG drawn by
     :mod:`hermesflow.derivatives.slices` (this runs once per session and atlas), or, for a
     map on a grid that is not axis-aligned, nilearn's ``plot_stat_map`` as an image."""
-    z_img = nib.load(z_map)
+    z_img = read_map(z_map)
     voxel = float(np.abs(np.diag(z_img.affine)[:3]).max())
     cuts = centroid_cuts(roi_centroids(roi_masks, z_img.affine), spacing=voxel)
     title = f"move > rest (z > {Z_THRESHOLD})"

@@ -14,6 +14,7 @@ found by :func:`orphan_temp_files`.
 from __future__ import annotations
 
 import filecmp
+import functools
 import gzip
 import io
 import json
@@ -171,6 +172,26 @@ def write_nifti(path: str | Path, img: nib.Nifti1Image, compresslevel: int = 4) 
     if path.name.endswith(".gz"):
         raw = gzip_compress(raw, compresslevel)
     return write_bytes(path, raw)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_map(path: str, size: int, mtime_ns: int) -> nib.Nifti1Image:
+    raw = Path(path).read_bytes()
+    if path.endswith(".gz"):
+        raw = igzip.decompress(raw)
+    try:
+        return nib.Nifti1Image.from_bytes(raw)
+    except (nib.filebasedimages.ImageFileError, ValueError):
+        return nib.load(path)  # NIfTI-2 and the rest: nibabel's own reader
+
+
+def read_map(path: str | Path) -> nib.Nifti1Image:
+    """A small image (a statistical map, a mask) read whole into memory, gzip undone by ISA-L
+    in one call (a third of the time of Python's ``gzip`` stream), kept for the process while
+    the file is unchanged: an atlas's ROI measures and its page read the same z map, mask and
+    lesion.  Not for BOLD series (they would stay in memory)."""
+    stat = os.stat(path)
+    return _read_map(str(path), stat.st_size, stat.st_mtime_ns)
 
 
 def gzip_compress(raw: bytes, compresslevel: int = 4) -> bytes:

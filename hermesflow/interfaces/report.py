@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 from nipype.interfaces.base import (
@@ -29,6 +28,7 @@ from hermesflow.derivatives.session_report import (
     session_figures_html,
     session_report,
 )
+from hermesflow.derivatives.writing import read_map
 from hermesflow.errors import InputError
 from hermesflow.roi.atlases import Atlas, roi_masks
 from hermesflow.templates import template_path
@@ -74,11 +74,11 @@ def draw_atlas_page(path: str | Path, *, subject: str, session: str, maps: dict[
         The session's atlas-independent figures (:class:`SessionFiguresHTML`), if drawn.
     """
     z_map = maps["z"]
-    inside = nib.load(mask).get_fdata() > 0
+    inside = np.asarray(read_map(mask).dataobj) > 0
     masks = {key: roi & inside for key, roi in
-             roi_masks(atlas, nib.load(z_map), threshold).items()}
+             roi_masks(atlas, read_map(z_map), threshold).items()}
     if lesion_mask:
-        lesion = np.asarray(nib.load(lesion_mask).dataobj) > 0
+        lesion = np.asarray(read_map(lesion_mask).dataobj) > 0
         if lesion.shape == inside.shape:
             # Outline what the ROI measures read: the lesion's voxels are left out.
             masks = {key: roi & ~lesion for key, roi in masks.items()}

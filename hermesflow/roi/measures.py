@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from hermesflow.derivatives.writing import read_map
 from hermesflow.errors import InputError, RegistryError
 from hermesflow.glm.sanity import check_same_grid
 from hermesflow.roi.atlases import Atlas, atlas_provenance, load_atlas, roi_maps
@@ -45,7 +45,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def _data(path: str | Path) -> np.ndarray:
-    return np.asarray(nib.load(path).dataobj, dtype=np.float64)
+    return np.asarray(read_map(path).dataobj, dtype=np.float64)
 
 
 class _SessionMaps:
@@ -81,9 +81,15 @@ class Voxels:
     # (0-1; 1 in label atlases) of every voxel of the grid.
     before_lesion: np.ndarray | None = None
     weight: np.ndarray | None = None
+    # Each map's values at ``where``, taken once (the measures ask for the same few maps).
+    _values: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self.maps[name][self.where]
+        if name not in self._values:
+            values = self.maps[name][self.where]
+            values.setflags(write=False)
+            self._values[name] = values
+        return self._values[name]
 
     @property
     def n_voxels(self) -> int:
@@ -293,12 +299,12 @@ def extract_roi_measures(
                          "write L or R in participants.tsv lesion_side")
     if not isinstance(atlas, Atlas):
         atlas = load_atlas(atlas, rois, space)
-    mask_img = nib.load(mask)
+    mask_img = read_map(mask)
     brain = np.asarray(mask_img.dataobj, dtype=np.float64) > 0
     inside = brain.copy()
     if lesion_mask:
         # A lesion on another grid is refused, never dropped or resampled silently.
-        check_same_grid({str(mask): mask_img, str(lesion_mask): nib.load(lesion_mask)})
+        check_same_grid({str(mask): mask_img, str(lesion_mask): read_map(lesion_mask)})
         inside &= ~(_data(lesion_mask) > 0)
     session_maps = _SessionMaps(maps, mask, inside.shape)
     # The ROIs on the mask's grid, which is the maps' grid (checked when a map is read).
