@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 
+from hermesflow.derivatives.writing import read_whole
+
 PANEL_PX = 190       # width of one cut on the page
 TITLE_PX = 20        # the title's band above the cuts
 BAR_PX = 56          # the colour bar's column right of the cuts
@@ -81,7 +83,7 @@ def ras(array: np.ndarray, affine: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=2)
 def background(path: str) -> AxialGrid | None:
     """The template read once per process (every page of a worker shares it)."""
-    grid = AxialGrid.from_image(nib.load(path))
+    grid = AxialGrid.from_image(read_whole(path))
     if grid is not None:
         grid.data.setflags(write=False)
     return grid

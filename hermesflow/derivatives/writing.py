@@ -174,21 +174,28 @@ def write_nifti(path: str | Path, img: nib.Nifti1Image, compresslevel: int = 4) 
     return write_bytes(path, raw)
 
 
-@functools.lru_cache(maxsize=8)
-def _read_map(path: str, size: int, mtime_ns: int) -> nib.Nifti1Image:
+def read_whole(path: str | Path) -> nib.Nifti1Image:
+    """A NIfTI-1 image read into memory in one go, gzip undone by ISA-L in one call (a third
+    of the time of Python's ``gzip`` stream, which nibabel reads through); other formats go to
+    nibabel's own reader."""
+    path = str(path)
     raw = Path(path).read_bytes()
     if path.endswith(".gz"):
         raw = igzip.decompress(raw)
     try:
         return nib.Nifti1Image.from_bytes(raw)
     except (nib.filebasedimages.ImageFileError, ValueError):
-        return nib.load(path)  # NIfTI-2 and the rest: nibabel's own reader
+        return nib.load(path)  # NIfTI-2 and the rest
+
+
+@functools.lru_cache(maxsize=8)
+def _read_map(path: str, size: int, mtime_ns: int) -> nib.Nifti1Image:
+    return read_whole(path)
 
 
 def read_map(path: str | Path) -> nib.Nifti1Image:
-    """A small image (a statistical map, a mask) read whole into memory, gzip undone by ISA-L
-    in one call (a third of the time of Python's ``gzip`` stream), kept for the process while
-    the file is unchanged: an atlas's ROI measures and its page read the same z map, mask and
+    """A small image (a statistical map, a mask) read by :func:`read_whole` and kept for the
+    process while the file is unchanged: an atlas's ROI measures and its page read the same z map, mask and
     lesion.  Not for BOLD series (they would stay in memory)."""
     stat = os.stat(path)
     return _read_map(str(path), stat.st_size, stat.st_mtime_ns)
