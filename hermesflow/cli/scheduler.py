@@ -285,8 +285,9 @@ class PinnedMultiProcPlugin(MultiProcPlugin):
         free_gb, free_procs, free_gpus = self._check_resources(self.pending_tasks)
         self._clear_cached(graph, enough=lambda runnable: runnable >= free_procs)
         local = []
-        for jobid in self._sort_jobs(self._ready_jobs(),
-                                     scheduler=self.plugin_args.get("scheduler")):
+        ready = self._sort_jobs(self._ready_jobs(), scheduler=self.plugin_args.get("scheduler"))
+        # Nodes known to need a run first; the rest are checked (and may be cached) after.
+        for jobid in sorted(ready, key=lambda job: job not in self._not_cached):
             node = self.procs[jobid]
             if isinstance(node, MapNode) and not self._expand_mapnode(jobid, graph):
                 continue
