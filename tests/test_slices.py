@@ -182,11 +182,21 @@ def test_chromium_draws_the_voxels_at_their_world_coordinates(tmp_path):
     assert (at(80.5, 0.0) > 245).all(), "right of the template (x > 78 mm): the page's white"
 
 
-def test_oblique_grid_is_left_to_nilearn():
+def test_oblique_grid_is_left_to_nilearn(tmp_path):
     oblique = AFFINE.copy()
     oblique[:3, :3] = AFFINE[:3, :3] @ np.array(
         [[np.cos(0.3), -np.sin(0.3), 0], [np.sin(0.3), np.cos(0.3), 0], [0, 0, 1]])
     assert slices.AxialGrid.from_image(nib.Nifti1Image(np.zeros((4, 4, 4)), oblique)) is None
+    z, roi = _volume()
+    path = tmp_path / "z.nii.gz"
+    nib.save(nib.Nifti1Image(z, oblique), path)
+    html, cuts = zmap_figure(str(path), {("mi4a", "left"): roi}, {"mi4a": "tab:blue"})
+    assert html.startswith('<img alt="z map" src="data:image/png;base64,'), "nilearn's figure"
+    assert cuts == [42.0], "the ROI's centroid height (a rotation about z keeps it)"
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(
+        html.split(",", 1)[1].rstrip('">')))).convert("RGB")).astype(int)
+    red = (pixels[..., 0] > 150) & (pixels[..., 1] < 90) & (pixels[..., 2] < 90)
+    assert red.sum() > 20, "the blob is drawn"
 
 
 @pytest.mark.parametrize("same", [True, False])

@@ -157,7 +157,8 @@ def write_tsv(path: str | Path, table: pd.DataFrame, float_format: str | None = 
                                          lineterminator="\n", float_format=float_format), sync)
 
 
-def write_nifti(path: str | Path, img: nib.Nifti1Image, compresslevel: int = 4) -> Path:
+def write_nifti(path: str | Path, img: nib.Nifti1Image, compresslevel: int = 4,
+                sync: bool = True) -> Path:
     """Write a NIfTI image; ``.nii.gz`` is compressed without a timestamp (same bytes).
 
     ``compresslevel`` is gzip's (0-9): 1 takes about half the time of 4 for a few percent
@@ -171,7 +172,7 @@ def write_nifti(path: str | Path, img: nib.Nifti1Image, compresslevel: int = 4) 
     raw = img.to_bytes()
     if path.name.endswith(".gz"):
         raw = gzip_compress(raw, compresslevel)
-    return write_bytes(path, raw)
+    return write_bytes(path, raw, sync)
 
 
 def read_whole(path: str | Path) -> nib.Nifti1Image:

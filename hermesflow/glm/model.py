@@ -151,6 +151,7 @@ def fit_session_glm(
     dummy_scans: int = -1,
     sidecar: str | None | Sequence[str | None] = None,
     maps: Iterable[str] | None = None,
+    sync: bool = False,
 ) -> dict[str, str]:
     """Fit the session's GLM (one model per run, fixed effects across runs); write its maps.
 
@@ -166,6 +167,10 @@ def fit_session_glm(
     maps : iterable of str, optional
         Names of the maps to compute (:data:`hermesflow.glm.maps.STAT_MAPS`); every
         registered map by default.
+    sync
+        Flush each file to disk (:mod:`hermesflow.derivatives.writing`).  ``out_dir`` is a
+        Nipype node's working folder, a cache, by default: the maps sink copies the maps to
+        OUTPUT_DIR and flushes them there.
 
     Returns
     -------
@@ -207,11 +212,11 @@ def fit_session_glm(
     session_mask = nib.Nifti1Image(inside.astype(np.uint8), fits[0].mask.affine)
     session = fits[0] if n == 1 else FittedContrast(
         None, contrast, session_mask, runs=tuple(fits), dof=sum(f.dof for f in fits))
-    paths = {name: str(write_nifti(out / f"{name}.nii.gz", session.map(name)))
+    paths = {name: str(write_nifti(out / f"{name}.nii.gz", session.map(name), sync=sync))
              for name in names}
     paths["design"] = designs[0]
-    paths["mask"] = str(write_nifti(out / "mask.nii.gz", session_mask))
+    paths["mask"] = str(write_nifti(out / "mask.nii.gz", session_mask, sync=sync))
     paths["info"] = str(write_json(out / "glm.json", {
         "n_runs": n, "contrast": contrast, "conditions": conditions,
-        "confounds": list(confound_columns), "runs": infos}))
+        "confounds": list(confound_columns), "runs": infos}, sync=sync))
     return paths
