@@ -37,7 +37,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from copy import deepcopy
-from functools import partial
+from functools import lru_cache, partial
 from traceback import format_exception
 
 import numpy as np
@@ -98,6 +98,10 @@ def run_node_pinned(node, updatehash: bool, taskid: int) -> dict:
         return run_node(node, updatehash, taskid)
 
 
+# Result files the main process keeps unpickled during a run (results_read_once).
+RESULTS_KEPT = 512
+
+
 @contextmanager
 def results_read_once() -> Iterator[None]:
     """Within the block, a node's result file is unpickled once while it is unchanged.
@@ -111,14 +115,16 @@ def results_read_once() -> Iterator[None]:
     the run).
     """
     original = nipype_nodes._load_resultfile
-    loaded: dict[tuple, object] = {}
+
+    # Bounded: a result carries its run's environment; a trial of hundreds of sessions must
+    # not keep them all.  Readers of one file come close together (a session's chain).
+    @lru_cache(maxsize=RESULTS_KEPT)
+    def read(path: str, resolve: bool, stamp: tuple):
+        return original(path, resolve)
 
     def load(results_file, resolve: bool = True):
         stat = os.stat(results_file)  # FileNotFoundError, as Nipype's own raises
-        key = (str(results_file), resolve, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        if key not in loaded:
-            loaded[key] = original(results_file, resolve)
-        return loaded[key]
+        return read(str(results_file), resolve, (stat.st_ino, stat.st_size, stat.st_mtime_ns))
 
     nipype_nodes._load_resultfile = load
     try:
