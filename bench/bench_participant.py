@@ -17,7 +17,11 @@ Figures: participant level / script (goal <= 0.8); cached rerun / first run (<= 
 per participant, slowest / fastest of the three sizes (flat within 15 %: <= 1.15); the largest
 process's peak RSS / the memory share of one worker (``--mem-gb / --nprocs``, <= 1.0).
 
-    python bench/bench_participant.py [--quick] [--nprocs 2]
+The fixed cost of a run (start-up, imports, the atlas, pybids' index; each worker's first
+imports) and the cost per added participant are printed too: at the demo's 4 mm, sessions are
+so cheap that the fixed cost dominates the mean time per participant.
+
+    python bench/bench_participant.py [--quick] [--nprocs 2] [--voxel-size 4]
 """
 
 from __future__ import annotations
@@ -72,9 +76,10 @@ print(len(rows))
 """
 
 
-def _simulate(root: Path, participants: int) -> Path:
+def _simulate(root: Path, participants: int, voxel_size: float, nprocs: int) -> Path:
     return simulate_trial(root / f"bids{participants}",
-                          SimulationSpec(participants=participants, seed=1))
+                          SimulationSpec(participants=participants, seed=1,
+                                         voxel_size=voxel_size), n_procs=nprocs)
 
 
 def _timed(args: list[str]) -> tuple[float, float]:
@@ -93,12 +98,13 @@ def _pipeline(bids: Path, out: Path, nprocs: int) -> list[str]:
             "--mem-gb", str(MEM_GB), "--skip-bids-validation"]
 
 
-def figures(quick: bool = False, nprocs: int = 2, repeats: int | None = None) -> list[Figure]:
+def figures(quick: bool = False, nprocs: int = 2, repeats: int | None = None,
+            voxel_size: float = 4.0) -> list[Figure]:
     sizes = (2, 4, 8) if quick else (6, 12, 24)
     repeats = repeats or (1 if quick else 2)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        trials = {n: _simulate(root, n) for n in sizes}
+        trials = {n: _simulate(root, n, voxel_size, nprocs) for n in sizes}
         middle = sizes[1]
         pipe, script = [], []
         for repeat in range(repeats):
@@ -114,12 +120,25 @@ def figures(quick: bool = False, nprocs: int = 2, repeats: int | None = None) ->
             per_participant[n] = _timed(_pipeline(trials[n], root / f"size{n}", nprocs))[0] / n
         peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     first, plain = statistics.median(pipe), statistics.median(script)
-    print(f"participant level, {middle} participants x 3 sessions, --nprocs {nprocs}: "
+    print(f"participant level, {middle} participants x 3 sessions, {voxel_size:g} mm, "
+          f"--nprocs {nprocs}: "
           f"Nipype {first:.1f} s, one-process script {plain:.1f} s, cached rerun {cached:.2f} s "
           f"(answered from the run's record; through the cached graph without it: "
           f"{graph:.1f} s, {graph / first:.3f} of the first run)")
     print("seconds per participant: " + ", ".join(
         f"{n}: {per_participant[n]:.2f}" for n in sorted(per_participant)))
+    # The run's cost split into a fixed part and a part per participant (T = F + c n, from
+    # the smallest and largest trials): the mean per participant is flat only when F is
+    # small against c; the cost of each added participant is what grows if scaling fails.
+    small, large = sizes[0], sizes[2]
+    c = (per_participant[large] * large - per_participant[small] * small) / (large - small)
+    fixed = per_participant[small] * small - c * small
+    slope_low = (per_participant[middle] * middle - per_participant[small] * small) / (
+        middle - small)
+    slope_high = (per_participant[large] * large - per_participant[middle] * middle) / (
+        large - middle)
+    print(f"fixed cost per run {fixed:.1f} s, cost per added participant {c:.2f} s "
+          f"({small}->{middle}: {slope_low:.2f} s, {middle}->{large}: {slope_high:.2f} s)")
     print(f"largest process peak RSS {peak_gb:.2f} GB")
     flat = max(per_participant.values()) / min(per_participant.values())
     share = MEM_GB / nprocs
@@ -138,8 +157,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--nprocs", type=int, default=2)
+    parser.add_argument("--voxel-size", type=float, default=4.0,
+                        help="the simulated trial's voxel size (mm); 4 is the demo's")
     args = parser.parse_args()
-    print(table(figures(quick=args.quick, nprocs=args.nprocs)))
+    print(table(figures(quick=args.quick, nprocs=args.nprocs, voxel_size=args.voxel_size)))
     return 0
 
 
