@@ -133,12 +133,17 @@ def _template(tmp_path) -> str:
     return str(template)
 
 
-def test_zmap_figure_cuts_through_the_roi_and_draws_the_background(tmp_path):
+def _drawn(tmp_path, affine=AFFINE, template: bool = True) -> tuple[str, list[float]]:
+    """zmap_figure of the synthetic map on ``affine``, its ROI outlined in blue."""
     z, roi = _volume()
     path = tmp_path / "z.nii.gz"
-    nib.save(nib.Nifti1Image(z, AFFINE), path)
-    svg, cuts = zmap_figure(str(path), {("mi4a", "left"): roi}, {"mi4a": "tab:blue"},
-                            _template(tmp_path))
+    nib.save(nib.Nifti1Image(z, affine), path)
+    return zmap_figure(str(path), {("mi4a", "left"): roi}, {"mi4a": "tab:blue"},
+                       _template(tmp_path) if template else None)
+
+
+def test_zmap_figure_cuts_through_the_roi_and_draws_the_background(tmp_path):
+    svg, cuts = _drawn(tmp_path)
     assert cuts == [42.0], "the ROI's centroid height"
     (cut,) = _cuts(svg)
     grey = _pixels(re.search(r"<image (?![^>]*pixelated)[^>]*/>", cut).group(0))
@@ -152,11 +157,7 @@ def test_zmap_figure_cuts_through_the_roi_and_draws_the_background(tmp_path):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/setup-chromium.sh)")
 def test_chromium_draws_the_voxels_at_their_world_coordinates(tmp_path):
-    z, roi = _volume()
-    path = tmp_path / "z.nii.gz"
-    nib.save(nib.Nifti1Image(z, AFFINE), path)
-    svg, _ = zmap_figure(str(path), {("mi4a", "left"): roi}, {"mi4a": "tab:blue"},
-                         _template(tmp_path))
+    svg, _ = _drawn(tmp_path)
     page = tmp_path / "page.html"
     page.write_text(f'<html><body style="margin:0;background:#fff">{svg}</body></html>')
     shot = tmp_path / "shot.png"
@@ -187,10 +188,7 @@ def test_oblique_grid_is_left_to_nilearn(tmp_path):
     oblique[:3, :3] = AFFINE[:3, :3] @ np.array(
         [[np.cos(0.3), -np.sin(0.3), 0], [np.sin(0.3), np.cos(0.3), 0], [0, 0, 1]])
     assert slices.AxialGrid.from_image(nib.Nifti1Image(np.zeros((4, 4, 4)), oblique)) is None
-    z, roi = _volume()
-    path = tmp_path / "z.nii.gz"
-    nib.save(nib.Nifti1Image(z, oblique), path)
-    html, cuts = zmap_figure(str(path), {("mi4a", "left"): roi}, {"mi4a": "tab:blue"})
+    html, cuts = _drawn(tmp_path, oblique, template=False)
     assert html.startswith('<img alt="z map" src="data:image/png;base64,'), "nilearn's figure"
     assert cuts == [42.0], "the ROI's centroid height (a rotation about z keeps it)"
     pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(

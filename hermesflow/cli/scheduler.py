@@ -263,7 +263,7 @@ class PinnedMultiProcPlugin(MultiProcPlugin):
         of after every cached node of the graph has been checked.  Stops when
         ``enough(runnable)`` (the number of worker nodes found to run) says so, or when a
         worker's node has ended (the loop has results to collect first)."""
-        self._ready_jobs()  # the waiting counts are current
+        # _ready_jobs also brings the waiting counts up to date (read below).
         stack = list(self._ready_jobs()[::-1])
         runnable = 0
         while stack:

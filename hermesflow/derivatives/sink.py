@@ -30,8 +30,7 @@ def sink_maps(output_dir: str, subject: str, session: str, task: str, space: str
 def sink_session(output_dir: str, subject: str, session: str, task: str, space: str,
                  atlas: str, maps: dict[str, str], roi_table: str,
                  report: str | None = None, roi_sidecar: str | None = None,
-                 qc: str | None = None, glm_info: dict | None = None,
-                 page: str | None = None) -> dict[str, str]:
+                 qc: str | None = None, glm_info: dict | None = None) -> dict[str, str]:
     """Copy one session's maps, ROI table (and sidecar) and report into the derivatives.
 
     Parameters
@@ -46,9 +45,9 @@ def sink_session(output_dir: str, subject: str, session: str, task: str, space: 
     glm_info : dict, optional
         What went into the session's GLM (``n_runs``, per run the volumes, dummy scans and
         slice-time reference); recorded in the ROI table's sidecar (``NumberOfRuns``, ``GLM``).
-    report, page : str, optional
-        The session's page for this atlas: ``report`` is certified in the manifest with the
-        tables, ``page`` is copied after it, uncertified (a page is for reading).
+    report : str, optional
+        The session's page for this atlas, copied after the manifest and not certified in it
+        (a page is for reading; the tables are what the group level trusts).
 
     Returns
     -------
@@ -79,12 +78,10 @@ def sink_session(output_dir: str, subject: str, session: str, task: str, space: 
                 written["roi_sidecar"] = str(write_json(sidecar_path, content))
             else:
                 written["roi_sidecar"] = str(copy_file(roi_sidecar, sidecar_path))
-        if report:
-            written["report"] = str(copy_file(report, names.report(atlas)))
         # Last, so that a session is certified only once every output is in place.
         complete_session(manifest_path(names.roi_table(atlas)), written)
-        if page:
-            copy_file(page, names.report(atlas))
+        if report:
+            written["report"] = str(copy_file(report, names.report(atlas)))
         return written
 
 

@@ -6,8 +6,8 @@ renames it into place, so a crash never leaves a half-written output, a reader n
 and two writers never share a temporary file.  The folder is flushed after the rename; a sink
 that writes several files into one folder flushes it once (:func:`folders_synced_once`).
 Files a Nipype node writes into its own working folder are a cache, not outputs: they are
-written with ``sync=False`` (atomic, not flushed), as Nipype writes its own.  Gzipped NIfTI files carry no timestamp or file
-name, so the same data give the same bytes.  Orphans of a killed run (``.<name>.*.tmp``) are
+written with ``sync=False`` (atomic, not flushed), as Nipype writes its own.  Gzipped NIfTI
+files carry no timestamp or file name, so the same data give the same bytes.  Orphans of a killed run (``.<name>.*.tmp``) are
 found by :func:`orphan_temp_files`.
 """
 
@@ -196,8 +196,8 @@ def _read_map(path: str, size: int, mtime_ns: int) -> nib.Nifti1Image:
 
 def read_map(path: str | Path) -> nib.Nifti1Image:
     """A small image (a statistical map, a mask) read by :func:`read_whole` and kept for the
-    process while the file is unchanged: an atlas's ROI measures and its page read the same z map, mask and
-    lesion.  Not for BOLD series (they would stay in memory)."""
+    process while the file is unchanged: an atlas's ROI measures and its page read the same
+    z map, mask and lesion.  Not for BOLD series (they would stay in memory)."""
     stat = os.stat(path)
     return _read_map(str(path), stat.st_size, stat.st_mtime_ns)
 

@@ -111,7 +111,7 @@ class SessionSink(SimpleInterface):
             inputs.atlas, dict(inputs.maps), inputs.roi_table,
             roi_sidecar=inputs.roi_sidecar or None, qc=inputs.qc or None,
             glm_info=dict(inputs.glm_info) if inputs.glm_info else None,
-            page=inputs.report or None,
+            report=inputs.report or None,
         )
         self._results["roi_table"] = written["roi_table"]
         if inputs.report_error:
