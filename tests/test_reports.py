@@ -27,7 +27,10 @@ def _chromium(tmp_path, *args: str) -> subprocess.CompletedProcess:
 def _render(tmp_path, page) -> tuple[str, np.ndarray]:
     dom = _chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
     shot = tmp_path / "shot.png"
-    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,2400", page.as_uri())
+    # The virtual-time budget lets the page's images decode before the shot is taken (without
+    # it a shot of a figure-heavy page sometimes caught the text alone).
+    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,2400",
+              "--virtual-time-budget=5000", page.as_uri())
     return dom, imread(shot)
 
 
