@@ -8,14 +8,15 @@ Simulates one demo-sized session (4 mm, 120 volumes by default), then in this on
 * ``extract_roi_measures`` (atlas resampling + the five measures);
 * the participant level through Nipype for the session's dataset (engine overhead included),
 
-and prints each as a ratio to the baseline (median of repeats), plus peak memory of the GLM
+and prints each as a ratio to the baseline (medians over repeats, the three taking turns within
+each repeat so that a busy spell of the machine slows them alike), plus peak memory of the GLM
 as a multiple of the BOLD array's size, and the GLM's top hotspots (cProfile, file:line).
 Machines are shared: read ratios, not seconds.
 
 Figures: GLM + ROI per session / BOLD load (goal <= 1.5); GLM peak memory above imports /
 BOLD float32 bytes (goal <= 2.5).
 
-    python bench/bench_session.py [--voxel-size 4] [--repeats 3]
+    python bench/bench_session.py [--voxel-size 4] [--repeats 9]
 """
 
 from __future__ import annotations
@@ -44,13 +45,21 @@ CONFOUNDS = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z",
              "framewise_displacement"]
 
 
-def _median_seconds(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def _median_seconds(*functions, repeats: int) -> list[float]:
+    """The median time of each function over ``repeats`` rounds, after one untimed round.
+
+    The functions take turns within each round, so that a machine busy for a while slows the
+    baseline and the measured step alike, and the ratio of the medians stays put.
+    """
+    for function in functions:
         function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times = [[] for _ in functions]
+    for _ in range(repeats):
+        for function, spent in zip(functions, times, strict=True):
+            start = time.perf_counter()
+            function()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
 
 
 # VmHWM is the peak of this program's own memory; ru_maxrss would carry the parent's peak
@@ -91,7 +100,7 @@ def hotspots(function, top: int = 3) -> list[str]:
 
 def figures(quick: bool = False, voxel_size: float = 4.0, repeats: int | None = None,
             pipeline: bool = True) -> list[Figure]:
-    repeats = repeats or (1 if quick else 3)
+    repeats = repeats or (1 if quick else 9)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         bids = simulate_trial(root / "bids", participants=1, sessions=(1,), seed=1,
@@ -101,18 +110,19 @@ def figures(quick: bool = False, voxel_size: float = 4.0, repeats: int | None = 
         bold_img = nib.load(prep.bold)
         n_bytes = np.prod(bold_img.shape) * 4
 
-        load = _median_seconds(lambda: nib.load(prep.bold).get_fdata(dtype=np.float32),
-                               repeats)
         maps = {}
+
+        def read_bold():
+            nib.load(prep.bold).get_fdata(dtype=np.float32)
 
         def glm():
             maps.update(fit_session_glm(prep.bold, prep.mask, prep.confounds, events, 2.0,
                                         root / "glm", confound_columns=CONFOUNDS))
 
-        glm_time = _median_seconds(glm, repeats)
-        roi_time = _median_seconds(
-            lambda: extract_roi_measures(maps, prep.mask, "L", lesion_mask=prep.lesion_mask),
-            repeats)
+        def roi():
+            extract_roi_measures(maps, prep.mask, "L", lesion_mask=prep.lesion_mask)
+
+        load, glm_time, roi_time = _median_seconds(read_bold, glm, roi, repeats=repeats)
         glm_hot = hotspots(glm)
         peak_mb, import_mb = _glm_peak_mb([prep.bold, prep.mask, prep.confounds, events,
                                            str(root / "glm_mem")])
@@ -149,7 +159,7 @@ def figures(quick: bool = False, voxel_size: float = 4.0, repeats: int | None = 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--voxel-size", type=float, default=4.0)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
     print(table(figures(voxel_size=args.voxel_size, repeats=args.repeats)))
     return 0

@@ -93,23 +93,26 @@ def ar1_coefficients(data: np.ndarray, design: np.ndarray, bins: int = BINS) -> 
     bins
         Coefficients are truncated to multiples of ``1 / bins``.
     """
-    n = data.shape[0]
+    n, n_voxels = data.shape
     design = np.asarray(design, np.float64)
     calc_beta = spl.pinv(design)
-    # The grand mean of the residuals, which nilearn's Yule-Walker subtracts: the residuals
-    # are linear in Y, so their sum is one vector-matrix product.
-    residual_sum = np.ones(n) - design.sum(axis=0) @ calc_beta
-    total = sum(float((residual_sum @ np.asarray(data[:, block], np.float64)).sum())
-                for block in _blocks(data.shape[1], n))
-    grand_mean = total / (n * data.shape[1])
-    rho = np.empty(data.shape[1])
-    for block in _blocks(data.shape[1], n):
+    # nilearn's Yule-Walker subtracts the grand mean g of all residuals before the lag-0 and
+    # lag-1 sums.  One pass keeps, per voxel, the sums that make the centred ones once g is
+    # known: sum (r - g)^2 = S2 - 2 g S + n g^2 and sum (r_t - g)(r_t+1 - g) =
+    # L - g (S - r_n + S - r_1) + (n - 1) g^2.  With an intercept in the design S is ~0 and
+    # g tiny, so the corrections add no rounding that could move a coefficient across a bin.
+    squares, sums, lagged, first, last = (np.empty(n_voxels) for _ in range(5))
+    for block in _blocks(n_voxels, n):
         values = np.asarray(data[:, block], np.float64)
         residuals = values - design @ (calc_beta @ values)
-        residuals -= grand_mean
-        r0 = np.einsum("tv,tv->v", residuals, residuals) / (n * n)
-        r1 = np.einsum("tv,tv->v", residuals[:-1], residuals[1:]) / ((n - 1) * n)
-        rho[block] = r1 / r0
+        squares[block] = np.einsum("tv,tv->v", residuals, residuals)
+        sums[block] = residuals.sum(axis=0)
+        lagged[block] = np.einsum("tv,tv->v", residuals[:-1], residuals[1:])
+        first[block], last[block] = residuals[0], residuals[-1]
+    g = float(sums.sum()) / (n * n_voxels)
+    r0 = (squares - 2.0 * g * sums + n * g * g) / (n * n)
+    r1 = (lagged - g * (2.0 * sums - first - last) + (n - 1) * g * g) / ((n - 1) * n)
+    rho = r1 / r0
     return (rho * bins).astype(int) * 1.0 / bins
 
 
@@ -149,6 +152,25 @@ class Ar1Fit:
         variance = np.sqrt(per_bin[self.label] * self.dispersion) ** 2
         return Contrast(effect=effect, variance=variance, dim=1, dof=self.df_residuals,
                         stat_type="t")
+
+
+def _tail_probabilities(contrast: Contrast) -> None:
+    """Give a t contrast its ``p`` and ``1 - p`` from one Student-t tail evaluation.
+
+    nilearn's ``Contrast.z_score`` evaluates ``t.sf`` and ``t.cdf`` over every voxel (the
+    incomplete beta function twice, the GLM's dearest step after the fit) and then takes z
+    from whichever of the two is the small tail.  ``scipy.stats.t.sf(t)`` is
+    ``special.stdtr(dof, -t)``, so the small tail ``stdtr(dof, -|t|)`` is exactly the value
+    nilearn takes z from; the other is one minus it (within 1e-16).  nilearn's own
+    ``z_score`` then runs on these.
+    """
+    from scipy.special import stdtr
+
+    stat = contrast.stat()
+    small = stdtr(np.minimum(contrast.dof, contrast.dofmax), -np.abs(stat))
+    positive = stat > 0
+    contrast.p_value_ = np.where(positive, small, 1.0 - small)
+    contrast.one_minus_pvalue_ = np.where(positive, 1.0 - small, small)
 
 
 def fit_glm(data: np.ndarray, design: np.ndarray, noise_model: str = "ar1",
@@ -231,6 +253,8 @@ class RunModel:
                   if isinstance(contrast_def, str) else contrast_def)
         contrast = self.fit.contrast(vector)
         names = _OUTPUTS if output_type == "all" else (output_type,)
+        if "z_score" in names or "p_value" in names:
+            _tail_probabilities(contrast)
         maps = {}
         for name in names:
             # The z score computed the p values already (nilearn's Contrast keeps them).
