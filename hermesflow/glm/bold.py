@@ -62,10 +62,14 @@ def read_masked_bold(img: nib.Nifti1Image, path: str | Path, inside: np.ndarray,
     shape = img.shape
     n_volumes = shape[3]
     selected = np.asarray(inside, bool).ravel(order="F")
+    # Integer positions: taking 1 voxel in 4 by index is several times faster than by mask.
+    index = np.flatnonzero(selected)
     volume = np.empty(int(np.prod(shape[:3])), proxy.dtype)
-    out = np.empty((n_volumes, int(selected.sum())), np.float32)
+    out = np.empty((n_volumes, index.size), np.float32)
     slope, inter = float(proxy.slope), float(proxy.inter)
     scaled = (slope, inter) != (1.0, 0.0)
+    # float64 work space of one volume's in-mask values, reused: raw * slope + inter.
+    work = np.empty(index.size, np.float64)
     # Integers are always finite; a float series is checked whole, as it was read whole.
     floating = volume.dtype.kind == "f"
     non_finite = 0
@@ -84,9 +88,11 @@ def read_masked_bold(img: nib.Nifti1Image, path: str | Path, inside: np.ndarray,
                     out[k] = _smoothed(volume, shape[:3], img.affine, slope, inter,
                                        smoothing_fwhm)[selected]
                 elif scaled:
-                    out[k] = volume[selected].astype(np.float64) * slope + inter
+                    np.multiply(volume.take(index), slope, out=work)
+                    work += inter
+                    out[k] = work
                 else:
-                    out[k] = volume[selected]
+                    out[k] = volume.take(index)
     except _READ_ERRORS as err:
         raise InputError(path, f"cannot be read as NIfTI ({type(err).__name__}: {err})",
                          _fix()) from None
