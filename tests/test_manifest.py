@@ -167,3 +167,25 @@ def test_hash_cache_rehashes_only_changed_files(tmp_path, monkeypatch):
     assert hashed[3:] == [files[1]], "only the edited file is read again"
     assert second[0] == first[0] and second[2] == first[2]
     assert second[1] == real(files[1]) != first[1]
+
+
+def test_hash_cache_prefetch_hashes_the_unknown_files_once_in_threads(tmp_path, monkeypatch):
+    import hashlib
+
+    import hermesflow.derivatives.manifest as manifest
+
+    files = [tmp_path / f"f{i}.bin" for i in range(5)]
+    for i, path in enumerate(files):
+        path.write_bytes(bytes([i]) * (3 << 20))  # several 1 MiB blocks each
+    cache = manifest.HashCache(tmp_path / "work" / "hashes.json")
+    assert cache(files[0]) == hashlib.sha256(files[0].read_bytes()).hexdigest()
+    hashed = []
+    real = manifest.file_hash
+    monkeypatch.setattr(manifest, "file_hash", lambda p: hashed.append(p) or real(p))
+    cache.prefetch([*files, files[2]], threads=2)
+    assert sorted(hashed) == [str(p) for p in files[1:]], "each unknown file once"
+    assert [cache(p) for p in files] == [hashlib.sha256(p.read_bytes()).hexdigest()
+                                         for p in files]
+    assert len(hashed) == 4, "answered from the prefetched digests"
+    cache.save()
+    assert manifest.HashCache(tmp_path / "work" / "hashes.json")(files[4]) == cache(files[4])

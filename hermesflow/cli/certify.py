@@ -55,8 +55,12 @@ def start_manifests(config: Config, good: Iterable[tuple[str, str]], problems: I
     settings = settings_hash(dataclasses.asdict(wf))
     fmriprep = wf.fmriprep_dir if wf.preproc == "existing" else None
     hashes = HashCache(Path(ex.work_dir) / HASHES_NAME)
-    for subject, session in good:
-        inputs = session_input_files(ex.bids_dir, subject, session, wf.task, fmriprep)
+    inputs_of = {(subject, session): session_input_files(ex.bids_dir, subject, session,
+                                                          wf.task, fmriprep)
+                 for subject, session in good}
+    hashes.prefetch((f for files in inputs_of.values() for f in files),
+                    threads=ex.nprocs)
+    for (subject, session), inputs in inputs_of.items():
         for path in _manifests(config, subject, session):
             start_session(path, inputs=inputs, settings=settings, bids_dir=ex.bids_dir,
                           run=run, hasher=hashes)

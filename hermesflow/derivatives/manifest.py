@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,17 +65,38 @@ class HashCache:
             self._known = {}
         self._changed = False
 
-    def __call__(self, file: str | Path) -> str:
+    def _stamp(self, file: str | Path) -> tuple[str, list[int], str | None]:
+        """The file's key, its stamp now, and its digest if that stamp is known."""
         info = os.stat(file)
         stamp = [info.st_size, info.st_mtime_ns, info.st_ino]
         key = os.path.abspath(file)
         known = self._known.get(key)
-        if known is not None and known[:3] == stamp:
-            return known[3]
-        digest = file_hash(file)
-        self._known[key] = [*stamp, digest]
-        self._changed = True
+        return key, stamp, (known[3] if known is not None and known[:3] == stamp else None)
+
+    def __call__(self, file: str | Path) -> str:
+        key, stamp, digest = self._stamp(file)
+        if digest is None:
+            digest = file_hash(file)
+            self._known[key] = [*stamp, digest]
+            self._changed = True
         return digest
+
+    def prefetch(self, files: Iterable[str | Path], threads: int) -> None:
+        """Hash the files whose digest is not known, ``threads`` at a time.
+
+        hashlib and file reads release the GIL, so threads share the cores: a first run
+        hashes its trial's inputs (all BOLD runs) in the main process before any node starts,
+        1.2 s for 18 sessions at 2 mm on one thread.
+        """
+        stamped = [(file, *self._stamp(file)) for file in dict.fromkeys(map(str, files))]
+        missing = [(file, key, stamp) for file, key, stamp, digest in stamped if digest is None]
+        if not missing:
+            return
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            digests = pool.map(file_hash, [file for file, _, _ in missing])
+            for (_, key, stamp), digest in zip(missing, digests, strict=True):
+                self._known[key] = [*stamp, digest]
+        self._changed = True
 
     def save(self) -> None:
         if self._changed:
