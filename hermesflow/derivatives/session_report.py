@@ -29,7 +29,7 @@ from hermesflow.derivatives.html import (
     pyplot,
     table,
 )
-from hermesflow.derivatives.writing import read_map, write_text
+from hermesflow.derivatives.writing import mean_volume, read_map, write_text
 
 LOGGER = logging.getLogger("hermesflow")
 Z_THRESHOLD = 3.1
@@ -134,9 +134,8 @@ def registration_figure(bold: str, template: str | None, lesion_mask: str | None
     """
     from nilearn import plotting
 
-    source = nib.load(bold)
-    mean = nib.Nifti1Image(np.asarray(source.dataobj, dtype=np.float32).mean(axis=-1),
-                           source.affine)
+    # Streamed volume by volume: the whole series as float was 1 GB and 1.5 s at 2 mm.
+    mean = mean_volume(bold)
     lesion = nib.load(lesion_mask) if lesion_mask else None
     inside = np.asarray(lesion.dataobj) > 0 if lesion is not None else None
     cut = None

@@ -189,6 +189,37 @@ def read_whole(path: str | Path) -> nib.Nifti1Image:
         return nib.load(path)  # NIfTI-2 and the rest
 
 
+def stream_volumes(img: nib.Nifti1Image, path: str | Path):
+    """Each raw (unscaled) volume of a 4D NIfTI in turn, flat in F order, in one buffer that
+    the next volume overwrites (gzip undone by ISA-L); no 4D array is made.
+
+    ``img`` is the file's image as nibabel opened it (for the header, the data's offset and
+    a NIfTI pair's data file); ``path`` the file.  A short file raises ``EOFError``.
+    """
+    proxy = img.dataobj
+    n_volumes = img.shape[3]
+    volume = np.empty(int(np.prod(img.shape[:3])), proxy.dtype)
+    name = str(proxy.file_like if isinstance(proxy.file_like, (str, Path)) else path)
+    opener = igzip.open if name.endswith(".gz") else nib.openers.Opener
+    with opener(name, "rb") as stream:
+        stream.seek(int(proxy.offset))
+        for k in range(n_volumes):
+            if stream.readinto(memoryview(volume).cast("B")) != volume.nbytes:
+                raise EOFError(f"volume {k + 1} of {n_volumes} is cut short")
+            yield volume
+
+
+def mean_volume(path: str | Path) -> nib.Nifti1Image:
+    """The temporal mean of a 4D series as float32, streamed (:func:`stream_volumes`)."""
+    img = nib.load(str(path))
+    total = np.zeros(int(np.prod(img.shape[:3])), np.float64)
+    for volume in stream_volumes(img, path):
+        total += volume
+    mean = total / img.shape[3] * float(img.dataobj.slope) + float(img.dataobj.inter)
+    return nib.Nifti1Image(mean.astype(np.float32).reshape(img.shape[:3], order="F"),
+                           img.affine)
+
+
 @functools.lru_cache(maxsize=8)
 def _read_map(path: str, size: int, mtime_ns: int) -> nib.Nifti1Image:
     return read_whole(path)

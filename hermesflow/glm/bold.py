@@ -20,8 +20,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from isal import igzip
 
+from hermesflow.derivatives.writing import stream_volumes
 from hermesflow.errors import InputError
 
 # Everything a damaged or truncated file raises on the way (gzip CRC, zlib stream, short read).
@@ -58,41 +58,30 @@ def read_masked_bold(img: nib.Nifti1Image, path: str | Path, inside: np.ndarray,
         Gaussian smoothing (mm) of each whole volume before masking, as nilearn's masker
         does; None or 0 for none.
     """
-    proxy = img.dataobj
     shape = img.shape
-    n_volumes = shape[3]
     selected = np.asarray(inside, bool).ravel(order="F")
     # Integer positions: taking 1 voxel in 4 by index is several times faster than by mask.
     index = np.flatnonzero(selected)
-    volume = np.empty(int(np.prod(shape[:3])), proxy.dtype)
-    out = np.empty((n_volumes, index.size), np.float32)
-    slope, inter = float(proxy.slope), float(proxy.inter)
+    out = np.empty((shape[3], index.size), np.float32)
+    slope, inter = float(img.dataobj.slope), float(img.dataobj.inter)
     scaled = (slope, inter) != (1.0, 0.0)
     # float64 work space of one volume's in-mask values, reused: raw * slope + inter.
     work = np.empty(index.size, np.float64)
-    # Integers are always finite; a float series is checked whole, as it was read whole.
-    floating = volume.dtype.kind == "f"
     non_finite = 0
-    # The data file (a NIfTI pair keeps them apart from the header).
-    name = str(proxy.file_like if isinstance(proxy.file_like, (str, Path)) else path)
-    opener = igzip.open if name.endswith(".gz") else nib.openers.Opener
     try:
-        with opener(name, "rb") as stream:
-            stream.seek(int(proxy.offset))
-            for k in range(n_volumes):
-                if stream.readinto(memoryview(volume).cast("B")) != volume.nbytes:
-                    raise EOFError(f"volume {k + 1} of {n_volumes} is cut short")
-                if floating:
-                    non_finite += int(np.count_nonzero(~np.isfinite(volume)))
-                if smoothing_fwhm:
-                    out[k] = _smoothed(volume, shape[:3], img.affine, slope, inter,
-                                       smoothing_fwhm)[selected]
-                elif scaled:
-                    np.multiply(volume.take(index), slope, out=work)
-                    work += inter
-                    out[k] = work
-                else:
-                    out[k] = volume.take(index)
+        for k, volume in enumerate(stream_volumes(img, path)):
+            # Integers are always finite; a float series is checked whole, as read whole.
+            if volume.dtype.kind == "f":
+                non_finite += int(np.count_nonzero(~np.isfinite(volume)))
+            if smoothing_fwhm:
+                out[k] = _smoothed(volume, shape[:3], img.affine, slope, inter,
+                                   smoothing_fwhm)[selected]
+            elif scaled:
+                np.multiply(volume.take(index), slope, out=work)
+                work += inter
+                out[k] = work
+            else:
+                out[k] = volume.take(index)
     except _READ_ERRORS as err:
         raise InputError(path, f"cannot be read as NIfTI ({type(err).__name__}: {err})",
                          _fix()) from None
