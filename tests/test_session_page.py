@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from hermesflow.derivatives.session_report import roi_wide_table
 
@@ -52,3 +53,33 @@ def test_maps_sink_reruns_only_when_a_written_map_is_not_the_glms(tmp_path):
     assert not sink.always_run and Path(target).read_bytes() == b"z" * 1000
     Path(written["effect"]).unlink()
     assert sink.always_run, "a deleted map is written again"
+
+
+@pytest.mark.parametrize("row", [
+    {"qc_status": "fail", "qc_reason": "max FD 3.1 mm\tabove 3 mm", "qc_mean_fd": 0.41,
+     "qc_max_fd": 3.1, "qc_fraction_above": 0.125},
+    {"qc_status": "pass", "qc_reason": None, "qc_mean_fd": 0.1, "qc_max_fd": 0.3,
+     "qc_fraction_above": 0.0},
+    {"qc_status": "fail", "qc_reason": None, "qc_mean_fd": None, "qc_max_fd": None,
+     "qc_fraction_above": None},
+    {"roi": "mi4a"},
+])
+def test_index_line_reads_the_table_as_pandas_reads_it(tmp_path, row):
+    from hermesflow.derivatives.index import session_status
+    from hermesflow.derivatives.writing import write_tsv
+
+    table = tmp_path / "sub-01_ses-01_task-x_roimeasures.tsv"
+    write_tsv(table, pd.DataFrame([row, row]))
+    read = pd.read_csv(table, sep="\t", nrows=1, keep_default_na=False, na_values=["n/a"])
+    status, line = session_status(table)
+    if "qc_status" not in row:
+        assert (status, line) == ("n/a", "no motion QC recorded")
+        return
+    first = read.iloc[0]
+    assert status == first["qc_status"]
+    assert line.startswith(f"mean FD {first['qc_mean_fd']:.2f} mm, max FD "
+                           f"{first['qc_max_fd']:.2f} mm, "
+                           f"{100 * first['qc_fraction_above']:.1f}% volumes above threshold")
+    reason = first["qc_reason"]
+    assert line.endswith(f" ({reason})" if status == "fail" and isinstance(reason, str)
+                         else "threshold")
