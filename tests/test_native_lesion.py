@@ -12,7 +12,7 @@ to where they started is the error, in mm.
 What was measured (seed fixed, brain extraction shared), masked / unmasked, with the
 pipeline's SyN (local cross-correlation, 4 mm window, fitted on a 2 mm grid):
 
-* 2 mm T1w: ROI centroid error 0.14 / 5.8 mm; 99th percentile of the per-voxel error
+* 2 mm T1w: ROI centroid error 0.12-0.14 / 5.8 mm (ITK's threads vary the first); 99th percentile of the per-voxel error
   1.9 / 19 mm; brain extraction's affine alone: centroid 0.95 mm.  Unmasked, the SyN pulls
   the healthy tissue around the cavity into it, and M1 with it.
 * 3 mm T1w (``slow``; resampled to the 2 mm fitting grid): centroid 0.78 / 6.5 mm, 99th
@@ -129,7 +129,7 @@ def test_masked_syn_keeps_m1_where_the_unmasked_syn_drags_it_into_the_lesion(
         tmp_path, record_property):
     found = _compare(2.0, tmp_path, record_property)
     masked, unmasked = found["masked"], found["unmasked"]
-    # Measured: centroid 0.14 (masked) vs 5.8 mm, affine alone 0.95; p99 1.9 vs 19 mm.
+    # Measured: centroid 0.12-0.14 (masked) vs 5.8 mm, affine alone 0.93; p99 1.9 vs 19 mm.
     assert masked["centroid"] < 0.3
     assert unmasked["centroid"] > 3.0
     assert masked["centroid"] < found["affine"]["centroid"] / 2
