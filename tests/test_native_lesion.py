@@ -12,9 +12,10 @@ to where they started is the error, in mm.
 What was measured (seed fixed, brain extraction shared), masked / unmasked, with the
 pipeline's SyN (local cross-correlation, 4 mm window, fitted on a 2 mm grid):
 
-* 2 mm T1w: ROI centroid error 0.12-0.14 / 5.8 mm (ITK's threads vary the first); 99th percentile of the per-voxel error
-  1.9 / 19 mm; brain extraction's affine alone: centroid 0.95 mm.  Unmasked, the SyN pulls
-  the healthy tissue around the cavity into it, and M1 with it.
+* 2 mm T1w: ROI centroid error 0.12-0.14 / 5.8 mm (ITK's threads vary the first); 99th
+  percentile of the per-voxel error 1.9 / 19 mm; brain extraction's affine alone: centroid
+  0.93-0.95 mm.  Unmasked, the SyN pulls the healthy tissue around the cavity into it, and
+  M1 with it.
 * 3 mm T1w (``slow``; resampled to the 2 mm fitting grid): centroid 0.78 / 6.5 mm, 99th
   percentile 2.8 / 20 mm (the affine alone: 0.38 mm -- a 3 mm head has little for the SyN
   to refine).
