@@ -24,7 +24,15 @@ from functools import lru_cache
 from pathlib import Path
 
 from hermesflow.errors import RegistryError
-from hermesflow.roi.atlases.base import Atlas, AtlasSource, Region, RoiMap, roi_maps, roi_masks
+from hermesflow.roi.atlases.base import (
+    Atlas,
+    AtlasSource,
+    Region,
+    RoiMap,
+    file_stamp,
+    roi_maps,
+    roi_masks,
+)
 from hermesflow.roi.atlases.loading import check_space, prepare, template_name
 from hermesflow.templates import template_path
 
@@ -65,10 +73,6 @@ def open_atlas(spec: str) -> Atlas:
     return source_of(spec).open(spec)
 
 
-def _stamp(files: tuple[str, ...]) -> tuple:
-    return tuple((f, Path(f).stat().st_size, Path(f).stat().st_mtime_ns) for f in files)
-
-
 @lru_cache(maxsize=8)
 def _prepared(spec: str, rois: tuple[str, ...], space: str | None, stamp: tuple) -> Atlas:
     # ``stamp`` (size, mtime of each file) is part of the key: an atlas edited in place is
@@ -88,7 +92,7 @@ def load_atlas(spec: str, rois: list[str] | tuple[str, ...] | None = None,
         The maps' space (``NAME`` or ``NAME:res-N``); an atlas in another template is refused.
     """
     opened = open_atlas(spec)
-    return _prepared(spec, tuple(rois or ()), space, _stamp(opened.files))
+    return _prepared(spec, tuple(rois or ()), space, file_stamp(opened.files))
 
 
 def atlas_digest(spec: str) -> str:

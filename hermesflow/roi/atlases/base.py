@@ -10,6 +10,7 @@ weights) on the grid of the GLM maps, the same way for every source.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,6 +50,16 @@ class Region:
     @property
     def key(self) -> tuple[str, str]:
         return (self.roi, self.side or "")
+
+
+def file_stamp(files) -> tuple:
+    """``(path, size, mtime)`` of each file: a cache key that changes when a file is edited
+    in place (also in worker processes forked from a parent that had it cached)."""
+    stamp = []
+    for file in files:
+        info = os.stat(file)
+        stamp.append((str(file), info.st_size, info.st_mtime_ns))
+    return tuple(stamp)
 
 
 @dataclass(frozen=True)

