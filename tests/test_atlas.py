@@ -273,3 +273,23 @@ def test_cli_refuses_a_bad_atlas_before_running(tmp_path, capsys):
     assert main([*argv, "--atlas", str(tmp_path / "x" / "limbs.nii.gz")]) == 2
     assert "two atlases have the same label (limbs, limbs)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists(), "nothing was run or written"
+
+
+@pytest.mark.parametrize("volumes", [[0], [10, 2, 50], [119, 120]])
+def test_volumes_streamed_equal_nibabels_read(volumes):
+    """A probabilistic atlas's volumes, streamed through ISA-L, are nibabel's to the bit."""
+    import dataclasses
+
+    from hermesflow.roi.atlases import open_atlas
+    from hermesflow.roi.atlases.loading import _volumes
+
+    atlas = open_atlas("juelich")
+    lo, hi = min(volumes), max(volumes) + 1
+    expected = np.asarray(atlas.image.dataobj[..., lo:hi], np.float32)[
+        ..., [v - lo for v in volumes]]
+    got = _volumes(atlas, volumes)
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
+    # An image held in memory (no file to stream) gives the same.
+    in_memory = nib.Nifti1Image(np.asarray(atlas.image.dataobj[..., :hi]), atlas.image.affine)
+    assert np.array_equal(_volumes(dataclasses.replace(atlas, image=in_memory), volumes),
+                          expected)

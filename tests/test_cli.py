@@ -324,3 +324,19 @@ def test_a_sessions_validator_error_leaves_out_that_session_only(dataset, tmp_pa
                     if p.name.endswith("_roimeasures.tsv"))
     assert tables == ["sub-02_ses-01"]
     assert _tree_digest(bids) == before
+
+
+def test_the_command_returns_mains_status_and_leaves_its_objects_to_the_os(monkeypatch,
+                                                                           tmp_path, capsys):
+    import gc
+
+    from hermesflow.cli.run import console
+
+    monkeypatch.setattr("sys.argv", ["hermesflow", str(tmp_path / "absent"),
+                                     str(tmp_path / "out"), "participant"])
+    try:
+        assert console() == 2
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+    assert "absent" in capsys.readouterr().err

@@ -252,3 +252,26 @@ def test_mapnodes_give_the_same_results_as_stock_multiproc(tmp_path):
     again = results(graph(tmp_path / "ours"), PinnedMultiProcPlugin(plugin_args=_args()))
     assert ours == stock == again
     assert any("'total': 30" in outputs or "total = 30" in outputs for _, outputs in ours)
+
+
+def _frozen(x):
+    import gc
+
+    return gc.get_freeze_count()
+
+
+def test_objects_alive_at_the_start_are_frozen_for_the_run_only(tmp_path):
+    """The main process's collections skip what existed before the run (the graph, the
+    modules), and an in-process caller (these tests) gets every object back after it."""
+    import gc
+
+    wf = pe.Workflow(name="frozen", base_dir=str(tmp_path))
+    source = pe.Node(IdentityInterface(fields=["x"]), name="source")
+    source.iterables = ("x", [1, 2])
+    probe = pe.Node(Function(["x"], ["n"], _frozen), name="probe", run_without_submitting=True)
+    wf.connect(source, "x", probe, "x")
+    assert gc.get_freeze_count() == 0
+    graph = wf.run(plugin=PinnedMultiProcPlugin(plugin_args=_args()))
+    seen = [node.result.outputs.n for node in graph.nodes() if node.name == "probe"]
+    assert len(seen) == 2 and min(seen) > 10_000
+    assert gc.get_freeze_count() == 0

@@ -30,6 +30,7 @@ One ITK thread per node is also what makes antspyx's registrations bit-reproduci
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import pickle
@@ -160,8 +161,16 @@ class PinnedMultiProcPlugin(MultiProcPlugin):
         # and its modules: those most nodes import are loaded here once, not once per worker.
         for module in PRELOADED:
             importlib.import_module(module)
-        with pinned_threads(1), results_read_once():
-            return self._run_graph(graph, config, updatehash)
+        # Everything that exists now (modules, the graph, the inputs' index) lives through
+        # the run: frozen, the main process's collections skip it (they walked it whole
+        # every few thousand allocations) and the forked workers' collections do not write
+        # to the pages they share with this process (Python's advice for fork).
+        gc.freeze()
+        try:
+            with pinned_threads(1), results_read_once():
+                return self._run_graph(graph, config, updatehash)
+        finally:
+            gc.unfreeze()
 
     def _run_graph(self, graph, config, updatehash: bool) -> None:
         """Nipype's distributed main loop (``plugins/base.py``), waiting on ``_wake``."""

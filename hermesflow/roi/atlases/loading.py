@@ -15,6 +15,7 @@ import dataclasses
 import nibabel as nib
 import numpy as np
 
+from hermesflow.derivatives.writing import stream_volumes
 from hermesflow.errors import InputError
 from hermesflow.roi.atlases.base import SIDES, Atlas, Region
 from hermesflow.roi.atlases.regions import listing, select_regions
@@ -89,9 +90,19 @@ def _volumes(atlas: Atlas, volumes: list[int]) -> np.ndarray:
     """The chosen volumes only (slicing the proxy reads a compressed file up to the last)."""
     if atlas.image.ndim == 3:
         return np.asarray(atlas.image.dataobj, dtype=np.float32)[..., None]
-    lo, hi = min(volumes), max(volumes) + 1
-    block = np.asarray(atlas.image.dataobj[..., lo:hi], dtype=np.float32)
-    return block[..., [v - lo for v in volumes]]
+    proxy, shape = atlas.image.dataobj, atlas.image.shape
+    if not nib.is_proxy(proxy):
+        return np.asarray(proxy[..., volumes], dtype=np.float32)
+    # Streamed through ISA-L up to the last volume wanted (nibabel's zlib read of the same
+    # volumes took 0.45 s of each run's atlas check for Juelich's 4D map).
+    wanted = {v: k for k, v in enumerate(volumes)}
+    block = np.empty((*shape[:3], len(volumes)), np.float32)
+    for v, volume in enumerate(stream_volumes(atlas.image, atlas.source)):
+        if v in wanted:
+            block[..., wanted[v]] = volume.reshape(shape[:3], order="F")
+        if v == max(volumes):
+            break
+    return block * np.float32(proxy.slope) + np.float32(proxy.inter)
 
 
 def _side_weights(weights: np.ndarray, affine: np.ndarray) -> tuple[float, float, float]:
