@@ -3,6 +3,8 @@
 Simulates the demo trial (``make demo``: 12 participants, seed 1), runs its participant level
 as ``make demo`` does (BIDS validation included), then again on the same work dir with a new
 custom atlas (a label image holding Juelich's MI-4a/4p on the GLM grid under other names).
+The re-run is made three times (its nodes, outputs and record removed in between) and its median
+taken: a second-long run is noisier than the first.
 The GLMs come from Nipype's cache and the validator's report from its record (the dataset is
 unchanged); only the ROI nodes (measures and the atlas's report page: one node per session and
 atlas) and the sinks run.  Both runs are made in this one process, as a user's second command
@@ -16,6 +18,8 @@ what the page needs).  Machines are shared: read the ratio, not the seconds.
 from __future__ import annotations
 
 import argparse
+import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -24,11 +28,14 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from hermesflow.cli.rerun import RECORD_NAME
 from hermesflow.cli.run import main as hermesflow
+from hermesflow.cli.selection import ATLAS_RECORD
 from hermesflow.roi.atlases import load_atlas, roi_masks
 from hermesflow.simulation.trial import SimulationSpec, simulate_trial
 
 GOAL = 0.10
+RERUNS = 3
 
 
 def _new_atlas(out: Path, folder: Path) -> Path:
@@ -54,6 +61,17 @@ def _roi_node_seconds(work: Path, label: str) -> list[float]:
             for path in work.rglob(f"*_label_{label}/roi/result_roi.pklz")]
 
 
+def _forget(root: Path, label: str, checks: bytes) -> None:
+    """Undo an atlas re-run: its nodes, its outputs, the run's record, and the atlas checks
+    remembered since (the next re-run does all of it again)."""
+    for folder in list((root / "work").rglob(f"*_label_{label}")):
+        shutil.rmtree(folder)
+    for output in (root / "out").rglob(f"*_atlas-{label}_*"):
+        output.unlink()
+    (root / "work" / RECORD_NAME).unlink(missing_ok=True)
+    (root / "work" / ATLAS_RECORD).write_bytes(checks)
+
+
 def _timed(argv: list[str]) -> float:
     start = time.perf_counter()
     status = hermesflow(argv)
@@ -75,12 +93,19 @@ def main() -> None:
         common = ["-w", str(root / "work"), "--nprocs", str(args.nprocs), "-q"]
         first = _timed([str(bids), str(root / "out"), "participant", *common])
         atlas = _new_atlas(root / "out", root)
-        rerun = _timed([str(bids), str(root / "out"), "participant", *common,
-                        "--atlas", str(atlas)])
+        checks = (root / "work" / ATLAS_RECORD).read_bytes()
+        reruns = []
+        for repeat in range(RERUNS):
+            if repeat:
+                _forget(root, "bench", checks)
+            reruns.append(_timed([str(bids), str(root / "out"), "participant", *common,
+                                  "--atlas", str(atlas)]))
+        rerun = statistics.median(reruns)
         nodes = _roi_node_seconds(root / "work", "bench")
     ratio = rerun / first
     print(f"participant level, {args.participants} participants, {args.voxel_size:g} mm: "
-          f"first run {first:.1f} s, atlas re-run {rerun:.1f} s")
+          f"first run {first:.1f} s, atlas re-run {rerun:.2f} s (median of "
+          f"{', '.join(f'{t:.2f}' for t in reruns)})")
     if nodes:
         print(f"ROI nodes of the re-run ({len(nodes)}): median {np.median(nodes):.2f} s, "
               f"slowest {max(nodes):.2f} s")

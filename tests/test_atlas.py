@@ -293,3 +293,29 @@ def test_volumes_streamed_equal_nibabels_read(volumes):
     in_memory = nib.Nifti1Image(np.asarray(atlas.image.dataobj[..., :hi]), atlas.image.affine)
     assert np.array_equal(_volumes(dataclasses.replace(atlas, image=in_memory), volumes),
                           expected)
+
+
+def test_an_opened_atlas_is_reused_until_its_files_change(tmp_path):
+    import os
+
+    from hermesflow.roi.atlases import open_atlas
+
+    target = _grid(4.0)
+    labels = np.zeros(target.shape, np.int16)
+    labels[5:8, 20:25, 30:34] = 1
+    path = tmp_path / "atlas-hand_dseg.nii.gz"
+    nib.save(nib.Nifti1Image(labels, target.affine), path)
+    table = tmp_path / "atlas-hand_dseg.tsv"
+    table.write_text("index\troi\themi\n1\thand\tL\n")
+    first = open_atlas(str(path))
+    assert open_atlas(str(path)) is first
+    # Edited in place (another name, same size would do as well): opened again.
+    table.write_text("index\troi\themi\n1\tfoot\tL\n")
+    os.utime(table, ns=(0, os.stat(table).st_mtime_ns + 10**9))
+    again = open_atlas(str(path))
+    assert again is not first
+    assert [region.roi for region in again.regions] == ["foot"]
+    # Removed: the error of a missing atlas, not the remembered one.
+    path.unlink()
+    with pytest.raises(InputError):
+        open_atlas(str(path))

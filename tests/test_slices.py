@@ -230,3 +230,26 @@ def test_colours_are_matplotlibs():
     np.testing.assert_allclose(slices.stat_lut(), reference, atol=1)
     for name in (*PALETTE, *ARM_COLOURS.values()):
         assert slices.css_colour(name) == to_hex(name), name
+
+
+def test_the_background_is_mapped_from_the_users_cache(tmp_path, monkeypatch):
+    """Read once (as before) and kept as an array file: the next process maps it, and gets
+    the same voxels and geometry; a damaged cache file is replaced."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    template = _template(tmp_path)
+    slices.background.cache_clear()
+    first = slices.background(template)
+    expected = slices.AxialGrid.from_image(nib.load(template))
+    assert np.array_equal(first.data, expected.data)
+    cached = list((tmp_path / "cache" / "hermesflow").glob("background-*.npy"))
+    assert len(cached) == 1
+    slices.background.cache_clear()
+    mapped = slices.background(template)
+    assert isinstance(mapped.data, np.memmap)
+    assert np.array_equal(mapped.data, expected.data)
+    assert np.array_equal(mapped.origin, expected.origin)
+    assert np.array_equal(mapped.zooms, expected.zooms)
+    cached[0].write_bytes(b"not an array")
+    slices.background.cache_clear()
+    assert np.array_equal(slices.background(template).data, expected.data)
+    slices.background.cache_clear()
