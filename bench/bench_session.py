@@ -37,6 +37,7 @@ import nibabel as nib
 import numpy as np
 from figures import Figure, table
 
+from hermesflow.cli.scheduler import pinned_threads
 from hermesflow.glm.model import fit_session_glm
 from hermesflow.preproc.collect import collect_session
 from hermesflow.roi.measures import extract_roi_measures
@@ -127,8 +128,12 @@ def figures(quick: bool = False, voxel_size: float = 4.0, repeats: int | None = 
         def roi():
             extract_roi_measures(maps, prep.mask, "L", lesion_mask=prep.lesion_mask)
 
-        load, glm_time, roi_time = _median_seconds(read_bold, glm, roi, repeats=repeats)
-        glm_hot = hotspots(glm)
+        # With one BLAS / OpenMP thread, as the scheduler runs a session's GLM node (its
+        # n_procs): unpinned, each matrix product waited for a second thread that a busy
+        # machine's other core served late (GLM / load 1.4 or 1.7 from run to run).
+        with pinned_threads(1):
+            load, glm_time, roi_time = _median_seconds(read_bold, glm, roi, repeats=repeats)
+            glm_hot = hotspots(glm)
         peak_mb, import_mb = _glm_peak_mb([prep.bold, prep.mask, prep.confounds, events,
                                            str(root / "glm_mem")])
         pipeline_s = None
