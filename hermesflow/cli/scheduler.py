@@ -161,10 +161,8 @@ class PinnedMultiProcPlugin(MultiProcPlugin):
         # and its modules: those most nodes import are loaded here once, not once per worker.
         for module in PRELOADED:
             importlib.import_module(module)
-        # Everything that exists now (modules, the graph, the inputs' index) lives through
-        # the run: frozen, the main process's collections skip it (they walked it whole
-        # every few thousand allocations) and the forked workers' collections do not write
-        # to the pages they share with this process (Python's advice for fork).
+        # What exists now lives through the run: frozen, the collections here skip it, and
+        # the forked workers' do not write to the pages they share (Python's advice for fork).
         gc.freeze()
         try:
             with pinned_threads(1), results_read_once():
