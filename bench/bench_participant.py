@@ -12,8 +12,8 @@ alternately:
 then reruns the pipeline on its warm work dir (nothing changed: answered from the run's record,
 :mod:`hermesflow.cli.rerun`; printed too: the same rerun through Nipype's cached graph, record
 removed).  Then, for the scaling, simulates a trial of 24 participants and runs the pipeline
-afresh on trials of its first 6, 12 (hard links) and all 24 (``--quick``: 2, 4, 8), once at
-4 mm and once at 2 mm, fMRIPrep's usual template grid, where a session costs what it costs on
+afresh on trials of its first 6, 12 (hard links) and all 24 (``--quick``: 2, 4, 8), twice
+each in turns (medians), at 4 mm and at 2 mm, fMRIPrep's usual template grid, where a session costs what it costs on
 real data (``--scaling-voxel-size``; ``--quick`` stays at 4 mm).
 
 Figures: participant level / script (goal <= 0.8); cached rerun / first run (<= 0.05); time
@@ -131,18 +131,23 @@ def _first_participants(bids: Path, n: int, dest: Path) -> Path:
     return dest
 
 
-def _scaling(root: Path, sizes: tuple[int, ...], voxel_size: float, nprocs: int
-             ) -> tuple[dict[int, float], float]:
+def _scaling(root: Path, sizes: tuple[int, ...], voxel_size: float, nprocs: int,
+             repeats: int) -> tuple[dict[int, float], float]:
     """Seconds per participant of a fresh run on trials of each size (the first n
-    participants of one simulated trial of max(sizes)); and the largest process's peak RSS
-    (GB).  The trial is removed afterwards."""
+    participants of one simulated trial of max(sizes)), the median of ``repeats`` runs taken
+    in turns over the sizes; and the largest process's peak RSS (GB).  The trial is removed
+    afterwards."""
     whole = _simulate(root, max(sizes), voxel_size, nprocs)
-    per, peak = {}, 0.0
-    for n in sizes:
-        bids = whole if n == max(sizes) else _first_participants(
-            whole, n, root / f"{whole.name}_first{n}")
-        wall, rss = _timed(_pipeline(bids, root / f"scale{n}_{voxel_size:g}mm", nprocs))
-        per[n], peak = wall / n, max(peak, rss)
+    trials = {n: whole if n == max(sizes) else _first_participants(
+        whole, n, root / f"{whole.name}_first{n}") for n in sizes}
+    walls, peak = {n: [] for n in sizes}, 0.0
+    for repeat in range(repeats):
+        for n in sizes:
+            wall, rss = _timed(_pipeline(trials[n], root / f"scale{n}_{voxel_size:g}mm_{repeat}",
+                                         nprocs))
+            walls[n].append(wall)
+            peak = max(peak, rss)
+    per = {n: statistics.median(walls[n]) / n for n in sizes}
     for folder in root.glob(f"{whole.name}*"):
         shutil.rmtree(folder)
     return per, peak
@@ -178,11 +183,11 @@ def figures(quick: bool = False, nprocs: int = 2, repeats: int | None = None,
         # The same rerun through the (fully cached) graph, without the run's record.
         (root / "run0" / "work" / RECORD_NAME).unlink()
         graph = _timed(_pipeline(bids, root / "run0", nprocs))[0]
-        demo, demo_peak = _scaling(root, sizes, voxel_size, nprocs)
+        demo, demo_peak = _scaling(root, sizes, voxel_size, nprocs, repeats)
         if scaling_voxel_size == voxel_size:
             real, real_peak = demo, demo_peak
         else:
-            real, real_peak = _scaling(root, sizes, scaling_voxel_size, nprocs)
+            real, real_peak = _scaling(root, sizes, scaling_voxel_size, nprocs, repeats)
     first, plain = statistics.median(pipe), statistics.median(script)
     print(f"participant level, {middle} participants x 3 sessions, {voxel_size:g} mm, "
           f"--nprocs {nprocs}: "
