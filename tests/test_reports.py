@@ -28,9 +28,12 @@ def _render(tmp_path, page) -> tuple[str, np.ndarray]:
     dom = _chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
     shot = tmp_path / "shot.png"
     # The virtual-time budget lets the page's images decode before the shot is taken (without
-    # it a shot of a figure-heavy page sometimes caught the text alone).
+    # it a shot of a figure-heavy page sometimes caught the text alone), and every compositor
+    # stage runs before the shot is drawn (with the budget alone, a loaded CI machine still
+    # once caught the group page with a few of its figures).
     _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,2400",
-              "--virtual-time-budget=5000", page.as_uri())
+              "--virtual-time-budget=5000", "--run-all-compositor-stages-before-draw",
+              page.as_uri())
     return dom, imread(shot)
 
 
