@@ -275,7 +275,7 @@ def test_cli_refuses_a_bad_atlas_before_running(tmp_path, capsys):
     assert not (tmp_path / "out").exists(), "nothing was run or written"
 
 
-@pytest.mark.parametrize("volumes", [[0], [10, 2, 50], [119, 120]])
+@pytest.mark.parametrize("volumes", [[0], [10, 2, 50], [119, 120], [7, 3, 7]])
 def test_volumes_streamed_equal_nibabels_read(volumes):
     """A probabilistic atlas's volumes, streamed through ISA-L, are nibabel's to the bit."""
     import dataclasses

@@ -69,25 +69,35 @@ def atlas_label(spec: str) -> str:
     return source_of(spec).label(spec)
 
 
-# Atlases opened in this process, by spec: (stamp of their files, atlas).
+# File atlases opened in this process, by path: (stamp of their files, atlas).
 _OPENED: dict[str, tuple[tuple, Atlas]] = {}
 
 
-def open_atlas(spec: str) -> Atlas:
-    """The atlas ``spec`` as its source opens it: every region, data not read.
+def _open_stamped(spec: str) -> tuple[Atlas, tuple | None]:
+    """The opened atlas and the stamp of its files (None if a file cannot be stat'ed).
 
-    Kept per process while its files are unchanged (:func:`file_stamp`): each ROI node opens
-    its atlas, and reading a label table costs more than the measures of an ROI (3.5 of a
-    node's 35 ms in an atlas re-run at 4 mm).
+    An atlas given by path is kept per process while its files are unchanged: each ROI node
+    opens its atlas, and reading a label table cost more than the measures of an ROI (3.5 of
+    a node's 35 ms in an atlas re-run at 4 mm).  A named source finds its files each time
+    (``$FSLDIR`` may point elsewhere) and keeps its own cache of what it parsed.
     """
-    known = _OPENED.get(spec)
+    known = None if is_named(spec) else _OPENED.get(spec)
     with contextlib.suppress(OSError):
         if known is not None and file_stamp(known[1].files) == known[0]:
-            return known[1]
+            return known[1], known[0]
     atlas = source_of(spec).open(spec)
-    with contextlib.suppress(OSError):
-        _OPENED[spec] = (file_stamp(atlas.files), atlas)
-    return atlas
+    try:
+        stamp = file_stamp(atlas.files)
+    except OSError:
+        return atlas, None
+    if not is_named(spec):
+        _OPENED[spec] = (stamp, atlas)
+    return atlas, stamp
+
+
+def open_atlas(spec: str) -> Atlas:
+    """The atlas ``spec`` as its source opens it: every region, data not read."""
+    return _open_stamped(spec)[0]
 
 
 @lru_cache(maxsize=8)
@@ -108,8 +118,10 @@ def load_atlas(spec: str, rois: list[str] | tuple[str, ...] | None = None,
     space
         The maps' space (``NAME`` or ``NAME:res-N``); an atlas in another template is refused.
     """
-    opened = open_atlas(spec)
-    return _prepared(spec, tuple(rois or ()), space, file_stamp(opened.files))
+    opened, stamp = _open_stamped(spec)
+    if stamp is None:
+        stamp = file_stamp(opened.files)  # raises: a file of the atlas is gone
+    return _prepared(spec, tuple(rois or ()), space, stamp)
 
 
 def atlas_digest(spec: str) -> str:

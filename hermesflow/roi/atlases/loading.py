@@ -10,6 +10,7 @@ for a region lying on both sides of the midline, one region per side.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import nibabel as nib
@@ -95,14 +96,21 @@ def _volumes(atlas: Atlas, volumes: list[int]) -> np.ndarray:
         return np.asarray(proxy[..., volumes], dtype=np.float32)
     # Streamed through ISA-L up to the last volume wanted (nibabel's zlib read of the same
     # volumes took 0.45 s of each run's atlas check for Juelich's 4D map).
-    wanted = {v: k for k, v in enumerate(volumes)}
-    block = np.empty((*shape[:3], len(volumes)), np.float32)
-    for v, volume in enumerate(stream_volumes(atlas.image, atlas.source)):
-        if v in wanted:
-            block[..., wanted[v]] = volume.reshape(shape[:3], order="F")
-        if v == max(volumes):
-            break
-    return block * np.float32(proxy.slope) + np.float32(proxy.inter)
+    columns: dict[int, list[int]] = {}  # volume -> its columns (a volume may be asked twice)
+    for k, v in enumerate(volumes):
+        columns.setdefault(v, []).append(k)
+    block, last = np.empty((*shape[:3], len(volumes)), np.float32), max(columns)
+    with contextlib.closing(stream_volumes(atlas.image, atlas.source)) as stream:
+        for v, volume in enumerate(stream):
+            for k in columns.get(v, ()):
+                block[..., k] = volume.reshape(shape[:3], order="F")
+            if v == last:
+                break
+    slope, inter = float(proxy.slope), float(proxy.inter)
+    if (slope, inter) == (1.0, 0.0):
+        return block
+    # Scaled in float64, as the BOLD reader scales (glm/bold.py), then stored as float32.
+    return (block.astype(np.float64) * slope + inter).astype(np.float32)
 
 
 def _side_weights(weights: np.ndarray, affine: np.ndarray) -> tuple[float, float, float]:
