@@ -275,3 +275,36 @@ def test_objects_alive_at_the_start_are_frozen_for_the_run_only(tmp_path):
     seen = [node.result.outputs.n for node in graph.nodes() if node.name == "probe"]
     assert len(seen) == 2 and min(seen) > 10_000
     assert gc.get_freeze_count() == 0
+
+
+def _refaults(megabytes):
+    """Page faults of touching a new array of ``megabytes`` after freeing one as large."""
+    import resource
+
+    import numpy as np
+
+    np.ones(megabytes << 17).sum()  # float64: 2**17 values per MB; freed at once
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    np.ones(megabytes << 17).sum()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def test_workers_reuse_the_memory_their_nodes_freed(tmp_path):
+    import inspect
+    import subprocess
+    import sys
+    import textwrap
+
+    # A fresh interpreter as glibc starts it: a 64 MB array after another is faulted in anew.
+    source = textwrap.dedent(inspect.getsource(_refaults))
+    plain = subprocess.run([sys.executable, "-c", f"{source}\nprint(_refaults(64))"],
+                           check=True, capture_output=True, text=True)
+    assert int(plain.stdout) >= 32  # 2 MB huge pages at the least
+    node = pe.Node(Function(input_names=["megabytes"], output_names=["faults"],
+                            function=_refaults), name="refault", base_dir=str(tmp_path))
+    node.inputs.megabytes = 64
+    wf = pe.Workflow(name="alloc", base_dir=str(tmp_path))
+    wf.add_nodes([node])
+    graph = wf.run(plugin=PinnedMultiProcPlugin(plugin_args=_args()))
+    (done,) = graph.nodes()
+    assert done.result.outputs.faults < 8

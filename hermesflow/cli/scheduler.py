@@ -4,16 +4,13 @@
 (Nipype 1.8-1.11 share this plugin's structure; an upstream fix would be the better home):
 
 * the main loop wakes as soon as a worker's node ends (a ``threading.Event`` set by the
-  future's done-callback), instead of sleeping a fixed poll (``poll_sleep_duration`` is only
-  the longest wait now): with many sub-second nodes, the poll was a visible share of a run;
+  future's done-callback), not after a fixed poll (``poll_sleep_duration`` is the longest wait);
 * no full ``gc.collect()`` at every poll (``multiproc.py``: before each submission pass and
-  after each node run in the main process).  With a 0.1 s poll it was most of a cached rerun's
-  time and a good part of the group stage's;
+  after each node run in the main process): most of a cached rerun, with a 0.1 s poll;
 * cached nodes are cleared without taking a processor slot, depth first (a session's chain
-  down to its first node that must run, which goes to a worker at once), and while every
-  worker is busy; a cached rerun walks the whole graph in one pass instead of two nodes per
-  poll, and an atlas re-run starts its first ROI node after a few checks, not after all of
-  them; a node found not cached is not hashed again while it waits for a slot;
+  down to its first node that must run, which goes to a worker at once), while every worker
+  is busy: a cached rerun walks the graph in one pass, not two nodes per poll; a node found
+  not cached is not hashed again while it waits for a slot;
 * a node goes to its worker pickled in the main process, not deep-copied first (the copy
   cost more than the pickling), and an upstream result is unpickled once per run in the main
   process, not once per reader (:func:`results_read_once`);
@@ -23,7 +20,8 @@
 * a worker that dies (killed, out of memory) fails its node instead of hanging the run;
 * every node runs with its BLAS / OpenMP / ITK threads pinned to its ``n_procs``
   (:func:`pinned_threads`), so ``--nprocs N`` means N cores and not N processes x all cores.
-  The main process, which only schedules and runs the sinks, is pinned to one thread.
+  The main process, which only schedules and runs the sinks, is pinned to one thread;
+* workers keep the memory their nodes free (:mod:`hermesflow.cli.allocator`).
 
 One ITK thread per node is also what makes antspyx's registrations bit-reproducible.
 """
@@ -49,6 +47,8 @@ from nipype.pipeline.plugins.multiproc import MultiProcPlugin, logger, run_node
 from nipype.pipeline.plugins.tools import report_nodes_not_run
 from nipype.utils.misc import str2bool
 from threadpoolctl import threadpool_limits
+
+from hermesflow.cli.allocator import keep_freed_memory
 
 # Read by the libraries when they start their pools (OpenBLAS, MKL, OpenMP, numexpr, ITK), so
 # they also reach command-line tools and libraries loaded after the limit is set.
@@ -101,9 +101,8 @@ def run_node_pinned(node, updatehash: bool, taskid: int) -> dict:
 
 
 # Imported by the main process before its workers fork: what every ROI node and atlas page
-# needs beyond the main process's own imports (measured 0.1 s per worker's first ROI node,
-# nearly a third of an atlas re-run's first nodes).  nilearn's GLM and plotting modules are
-# not: they cost more than a second, which a run with nothing to fit would pay for nothing.
+# needs beyond the main's imports (0.1 s of each worker's first ROI node).  nilearn's GLM and
+# plots are not: over a second, which a run with nothing to fit would pay for nothing.
 PRELOADED = ("scipy.ndimage", "PIL.Image", "PIL.PngImagePlugin")
 
 # Result files the main process keeps unpickled during a run (results_read_once).
@@ -161,6 +160,7 @@ class PinnedMultiProcPlugin(MultiProcPlugin):
         # and its modules: those most nodes import are loaded here once, not once per worker.
         for module in PRELOADED:
             importlib.import_module(module)
+        keep_freed_memory()  # each node's arrays reuse the pages of the node before
         # What exists now lives through the run: frozen, the collections here skip it, and
         # the forked workers' do not write to the pages they share (Python's advice for fork).
         gc.freeze()
