@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 
 LOGGER = logging.getLogger("hermesflow")
@@ -31,9 +32,14 @@ HEAP_ARRAYS_UP_TO = 1 << 30
 KEPT_BYTES = 1 << 30
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
-    """Set glibc's thresholds in this process (inherited by the processes it forks);
-    False where the C library is not glibc (nothing changed)."""
+    """Set glibc's thresholds in this process, once (the scheduler's workers call it before
+    each node); False where the C library is not glibc (nothing changed).
+
+    For the rest of the process: glibc cannot give its threshold back to its own dynamic
+    adjustment, which is why only the workers, not the main process, call this.
+    """
     name = ctypes.util.find_library("c")
     try:
         mallopt = ctypes.CDLL(name).mallopt

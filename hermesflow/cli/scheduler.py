@@ -96,6 +96,7 @@ def run_node_pinned(node, updatehash: bool, taskid: int) -> dict:
     may come pickled (:meth:`PinnedMultiProcPlugin._submit_job`)."""
     if isinstance(node, bytes):
         node = pickle.loads(node)
+    keep_freed_memory()  # once per worker: its nodes' arrays reuse the pages freed before
     with pinned_threads(node.n_procs):
         return run_node(node, updatehash, taskid)
 
@@ -160,7 +161,6 @@ class PinnedMultiProcPlugin(MultiProcPlugin):
         # and its modules: those most nodes import are loaded here once, not once per worker.
         for module in PRELOADED:
             importlib.import_module(module)
-        keep_freed_memory()  # each node's arrays reuse the pages of the node before
         # What exists now lives through the run: frozen, the collections here skip it, and
         # the forked workers' do not write to the pages they share (Python's advice for fork).
         gc.freeze()
