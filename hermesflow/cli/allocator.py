@@ -16,7 +16,6 @@ instead of falling back between nodes; its peak is the same (the bench measures 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
 
@@ -35,15 +34,16 @@ KEPT_BYTES = 1 << 30
 @functools.cache
 def keep_freed_memory() -> bool:
     """Set glibc's thresholds in this process, once (the scheduler's workers call it before
-    each node); False where the C library is not glibc (nothing changed).
+    each node); False where the C library has no ``mallopt`` or refuses it (nothing
+    changed).
 
     For the rest of the process: glibc cannot give its threshold back to its own dynamic
     adjustment, which is why only the workers, not the main process, call this.
     """
-    name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS): leave it as is
+        # The C library already loaded in this process (no search for its file).
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # no mallopt (macOS): leave it as is
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     done = (mallopt(M_MMAP_THRESHOLD, HEAP_ARRAYS_UP_TO) == 1
