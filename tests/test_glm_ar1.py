@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from nilearn.glm import compute_fixed_effects
-from nilearn.glm.first_level import FirstLevelModel
+from nilearn.glm.contrasts import compute_contrast
+from nilearn.glm.first_level import FirstLevelModel, run_glm
 from nilearn.glm.first_level.first_level import _yule_walker
 
 from hermesflow.errors import InputError
-from hermesflow.glm.ar1 import ar1_coefficients
+from hermesflow.glm.ar1 import ar1_coefficients, fit_glm
 from hermesflow.glm.bold import open_bold, read_masked_bold
 from hermesflow.glm.confounds import read_confounds
 from hermesflow.glm.maps import percent_signal_change
@@ -193,6 +194,38 @@ def test_ar1_coefficients_are_nilearns_binned_yule_walker():
     expected = np.trunc(_yule_walker(residuals.T, 1)[:, 0] * 100) / 100
     assert np.array_equal(ar1_coefficients(data, design), expected)
     assert len(np.unique(expected)) > 50, "the bins are exercised"
+
+
+@pytest.mark.parametrize("noise_model", ["ar1", "ols"])
+@pytest.mark.parametrize("design_kind", ["full-rank", "rank-deficient"])
+def test_fit_equals_nilearns_run_glm(noise_model, design_kind):
+    """The refit from per-voxel sums against nilearn's per-bin whitening, on a high baseline
+    (10,000, noise sd 3: the sums cancel over 7 orders of magnitude) with two constant voxels;
+    a rank-deficient design (a column repeated) takes nilearn's pseudo-inverse."""
+    rng = np.random.default_rng(7)
+    n, n_voxels = 90, 400
+    task = (np.arange(n) // 10) % 2 * 1.0
+    design = np.column_stack([task, np.cos(np.pi * np.arange(n) / n),
+                              rng.normal(size=n) * 0.01, np.ones(n)])
+    if design_kind == "rank-deficient":
+        design = np.column_stack([design, design[:, 1]])
+    noise = rng.normal(size=(n, n_voxels)) * 3
+    for t in range(1, n):
+        noise[t] += np.linspace(-0.5, 0.9, n_voxels) * noise[t - 1]
+    data = (10_000 + np.outer(task, rng.normal(size=n_voxels) * 20) + noise).astype(np.float32)
+    data[:, :2] = 10_000  # constant series
+    vector = np.zeros(design.shape[1])
+    vector[0] = 1
+    ours = fit_glm(data, design, noise_model=noise_model).contrast(vector)
+    labels, results = run_glm(data.astype(np.float64), design, noise_model=noise_model)
+    theirs = compute_contrast(labels, results, vector)
+    varying = slice(2, None)
+    np.testing.assert_allclose(ours.effect[varying], theirs.effect.ravel()[varying], rtol=1e-9)
+    np.testing.assert_allclose(ours.variance[varying], theirs.variance.ravel()[varying], rtol=1e-7)
+    np.testing.assert_allclose(ours.z_score()[varying], theirs.z_score()[varying], atol=1e-6)
+    assert ours.dof == theirs.dof
+    # nilearn: rounding over a floor (|z| 0.4 to 3 here); a constant series has no effect.
+    assert np.all(ours.effect[:2] == 0) and np.all(ours.z_score()[:2] == 0)
 
 
 def _refusal(bold: Path, inputs: dict, tmp_path) -> str:
