@@ -195,11 +195,14 @@ def _bids_app(argv: list[str]) -> int:
                     "complete run of %s; outputs in %s", start, config.execution.output_dir)
         return 0
     _setup_nipype_logging(config.execution.verbose)
-    checked = set_atlases(config)
-    check_selection(config)
-    _check_paths(config)
-    remember_atlases(config, checked)
-    return run_participant_level(config, as_given=as_given)
+    from hermesflow.cli.workers import participant_workers
+
+    with participant_workers(config):  # the workers' imports, on the core idle while we check
+        checked = set_atlases(config)
+        check_selection(config)
+        _check_paths(config)
+        remember_atlases(config, checked)
+        return run_participant_level(config, as_given=as_given)
 
 
 def _prepare_outputs(config: Config) -> Path:

@@ -21,7 +21,8 @@
 * every node runs with its BLAS / OpenMP / ITK threads pinned to its ``n_procs``
   (:func:`pinned_threads`), so ``--nprocs N`` means N cores and not N processes x all cores.
   The main process, which only schedules and runs the sinks, is pinned to one thread;
-* workers keep the memory their nodes free (:mod:`hermesflow.cli.allocator`).
+* workers keep the memory their nodes free (:mod:`hermesflow.cli.allocator`) and fork from the
+  run's fork server while it runs (:mod:`hermesflow.cli.workers`).
 
 One ITK thread per node is also what makes antspyx's registrations bit-reproducible.
 """
@@ -49,17 +50,13 @@ from nipype.utils.misc import str2bool
 from threadpoolctl import threadpool_limits
 
 from hermesflow.cli.allocator import keep_freed_memory
+from hermesflow.cli.workers import worker_context
 
 # Read by the libraries when they start their pools (OpenBLAS, MKL, OpenMP, numexpr, ITK), so
 # they also reach command-line tools and libraries loaded after the limit is set.
-THREAD_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
-)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
+                    "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
 
 
 @contextmanager
@@ -101,9 +98,8 @@ def run_node_pinned(node, updatehash: bool, taskid: int) -> dict:
         return run_node(node, updatehash, taskid)
 
 
-# Imported by the main process before its workers fork: what every ROI node and atlas page
-# needs beyond the main's imports (0.1 s of each worker's first ROI node).  nilearn's GLM and
-# plots are not: over a second, which a run with nothing to fit would pay for nothing.
+# Imported by the main process before its workers fork from it (without the fork server): what
+# every ROI node and atlas page needs beyond the main's imports (0.1 s of a worker's first).
 PRELOADED = ("scipy.ndimage", "PIL.Image", "PIL.PngImagePlugin")
 
 # Result files the main process keeps unpickled during a run (results_read_once).
@@ -392,6 +388,7 @@ def run_with_plugin(workflow, plugin: str, plugin_args: dict) -> None:
     the process pinned to ``n_procs`` threads; cluster plugins set their jobs' resources.
     """
     if plugin == "MultiProc":
+        plugin_args = {"mp_context": worker_context(), **plugin_args}  # the fork server's
         workflow.run(plugin=PinnedMultiProcPlugin(plugin_args=plugin_args))
     elif plugin == "Linear":
         with pinned_threads(plugin_args.get("n_procs", 1)):

@@ -49,10 +49,10 @@ def set_atlases(config: Config) -> list[str]:
     second, and its ROI nodes open it anyway.  Returns what passed, for
     :func:`remember_atlases` to record once the folders are checked.
     """
-    from hermesflow.roi.atlases import atlas_label, is_named, load_atlas, open_atlas
+    from hermesflow.roi.atlases import atlas_label, open_atlas
 
     wf = config.workflow
-    atlases = [a if is_named(a) else str(Path(a).resolve()) for a in wf.atlases]
+    atlases = _resolved(wf.atlases)
     wf.atlas = atlases[0] if len(atlases) == 1 else atlases
     labels = [atlas_label(a) for a in atlases]
     if len(set(labels)) < len(labels):
@@ -70,12 +70,33 @@ def set_atlases(config: Config) -> list[str]:
         # after the maps are written (an atlas in another space costs no GLM output).
         # Prepared as the ROI nodes ask for it when the space fits: the workers, forked from
         # this process, then find it prepared instead of each reading it again.
-        try:
-            load_atlas(atlas, wf.rois, wf.space)
-        except InputError:
-            load_atlas(atlas, wf.rois)
+        _prepare(atlas, wf.rois, wf.space)
         checked.add(key)
     return sorted(checked)
+
+
+def _resolved(atlases: list[str]) -> list[str]:
+    from hermesflow.roi.atlases import is_named
+
+    return [a if is_named(a) else str(Path(a).resolve()) for a in atlases]
+
+
+def _prepare(atlas: str, rois, space: str) -> None:
+    """The atlas prepared as its ROI nodes ask for it when the space fits (its regions are
+    checked on the way)."""
+    from hermesflow.roi.atlases import load_atlas
+
+    try:
+        load_atlas(atlas, rois, space)
+    except InputError:
+        load_atlas(atlas, rois)
+
+
+def prepare_atlases(config: Config) -> None:
+    """Every atlas of the run prepared as :func:`set_atlases` prepares it, checked before or
+    not: for the workers' fork server (:mod:`hermesflow.cli.workers`)."""
+    for atlas in _resolved(config.workflow.atlases):
+        _prepare(atlas, config.workflow.rois, config.workflow.space)
 
 
 def _checked_atlases(config: Config) -> set[str]:

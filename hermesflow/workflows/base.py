@@ -21,11 +21,12 @@ from nipype.pipeline import engine as pe
 
 from hermesflow.config import Config
 from hermesflow.roi.atlases import atlas_label
+from hermesflow.workflows import PARTICIPANT_WF
 from hermesflow.workflows.session import init_session_wf
 
 
 def init_participant_wf(*, config: Config, pairs: list[tuple[str, str]],
-                        name: str = "hermesflow_participant_wf") -> pe.Workflow:
+                        name: str = PARTICIPANT_WF) -> pe.Workflow:
     """Every ``(subject, session)`` in ``pairs``, each in its own cached branch.
 
     ``subjectsource`` iterates over subjects; ``sessionsource`` iterates over each subject's
