@@ -50,7 +50,7 @@ from nipype.utils.misc import str2bool
 from threadpoolctl import threadpool_limits
 
 from hermesflow.cli.allocator import keep_freed_memory
-from hermesflow.cli.workers import worker_context
+from hermesflow.cli.workers import PRELOADED, worker_context
 
 # Read by the libraries when they start their pools (OpenBLAS, MKL, OpenMP, numexpr, ITK), so
 # they also reach command-line tools and libraries loaded after the limit is set.
@@ -97,10 +97,6 @@ def run_node_pinned(node, updatehash: bool, taskid: int) -> dict:
     with pinned_threads(node.n_procs):
         return run_node(node, updatehash, taskid)
 
-
-# Imported by the main process before its workers fork from it (without the fork server): what
-# every ROI node and atlas page needs beyond the main's imports (0.1 s of a worker's first).
-PRELOADED = ("scipy.ndimage", "PIL.Image", "PIL.PngImagePlugin")
 
 # Result files the main process keeps unpickled during a run (results_read_once).
 RESULTS_KEPT = 512
@@ -153,9 +149,9 @@ class PinnedMultiProcPlugin(MultiProcPlugin):
         self._waiting: np.ndarray | None = None
 
     def run(self, graph, config, updatehash: bool = False):
-        # Workers fork from this process when first needed and inherit its one-thread pools
-        # and its modules: those most nodes import are loaded here once, not once per worker.
-        for module in PRELOADED:
+        # Without the fork server, workers fork from this process when first needed and
+        # inherit its modules: those most nodes import are loaded here once, not per worker.
+        for module in PRELOADED if worker_context() is None else ():
             importlib.import_module(module)
         # What exists now lives through the run: frozen, the collections here skip it, and
         # the forked workers' do not write to the pages they share (Python's advice for fork).

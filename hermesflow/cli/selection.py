@@ -68,8 +68,8 @@ def set_atlases(config: Config) -> list[str]:
             continue
         # Regions checked now; the template against each session's maps in its ROI node,
         # after the maps are written (an atlas in another space costs no GLM output).
-        # Prepared as the ROI nodes ask for it when the space fits: the workers, forked from
-        # this process, then find it prepared instead of each reading it again.
+        # Prepared as the ROI nodes ask for it when the space fits: workers forked from this
+        # process then find it prepared (the fork server prepares its own, prepare_atlases).
         _prepare(atlas, wf.rois, wf.space)
         checked.add(key)
     return sorted(checked)

@@ -38,6 +38,10 @@ from pathlib import Path
 
 LOGGER = logging.getLogger("hermesflow")
 
+# What every ROI node and atlas page needs beyond the main process's imports (0.1 s of a
+# worker's first): without the server, the main process imports them before its workers fork.
+PRELOADED = ("scipy.ndimage", "PIL.Image", "PIL.PngImagePlugin")
+
 # What the nodes of a session import when they first run (and the interfaces their pickles
 # name): the GLM with nilearn's design and confounds, the ROI measures, the figures with
 # nilearn's plotting and matplotlib.
@@ -52,8 +56,7 @@ WORKER_MODULES = (
     "hermesflow.glm.model",
     "nilearn.interfaces.fmriprep",
     "nilearn.plotting",
-    "scipy.ndimage",
-    "PIL.PngImagePlugin",
+    *PRELOADED,
 )
 
 # The multiprocessing context that forks from the server (None: fork from this process).
@@ -99,7 +102,8 @@ def _serve(listener: socket.socket, alive_r: int, prepare: Callable[[], None] | 
 
 
 def start_worker_server(prepare: Callable[[], None] | None = None) -> bool:
-    """Fork the server from this process; True if the workers will fork from it.
+    """Fork the server from this process; True if this call started it (the workers fork
+    from it until :func:`stop_worker_server`; a server already running is left to its owner).
 
     ``prepare`` runs in the server after its imports (for example: read the run's atlases as
     the ROI nodes will ask for them), so that every worker starts with its result.
@@ -107,8 +111,8 @@ def start_worker_server(prepare: Callable[[], None] | None = None) -> bool:
     global _CONTEXT
     internals = _server_internals()
     if internals is None or _CONTEXT is not None:
-        return _CONTEXT is not None
-    forkserver, server = internals
+        return False
+    _, server = internals
     from multiprocessing import connection, resource_tracker
 
     with server._lock:

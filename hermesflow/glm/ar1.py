@@ -101,14 +101,21 @@ def _neighbours(design: np.ndarray) -> np.ndarray:
     return neighbours
 
 
+def _at_rho(plain, near, last, rho):
+    """A sum over the data whitened at ``rho``, from the plain sums (see :class:`_Sums`):
+    ``plain (1 + rho^2) - rho near - rho^2 last``, where ``last`` is the plain sum's term of
+    the last volume (``x_{n-1} y_{n-1}``, ``y_{n-1}^2``)."""
+    return plain * (1.0 + rho * rho) - near * rho - last * (rho * rho)
+
+
 def _one_pass(data: np.ndarray, design: np.ndarray, bins: int | None = BINS) -> _Sums:
     """The per-voxel sums of :class:`_Sums`, read from ``data`` once, block by block;
     ``bins=None`` (OLS): ``rho`` is 0 and ``near`` is not computed."""
     n, n_voxels = data.shape
     n_columns = design.shape[1]
-    calc_beta = spl.pinv(design)
-    # One matrix product per block gives the OLS fit and both cross products.
-    stacked = np.vstack([calc_beta, design.T, _neighbours(design).T] if bins else [design.T])
+    # One matrix product per block gives the OLS fit and both cross products (OLS: X'y only).
+    stacked = (np.vstack([spl.pinv(design), design.T, _neighbours(design).T]) if bins
+               else design.T)
     cross, near = np.empty((n_columns, n_voxels)), np.empty((n_columns, n_voxels))
     squares, lagged, last = (np.empty(n_voxels) for _ in range(3))
     # nilearn's Yule-Walker subtracts the grand mean g of all residuals before the lag-0 and
@@ -252,10 +259,8 @@ def _covariances(design: np.ndarray, rho: np.ndarray, full_rank: bool) -> np.nda
             calc_beta = spl.pinv(_whitened_design(design, value), check_finite=False)
             covs.append(calc_beta @ calc_beta.T)
         return np.array(covs)
-    gram, near = design.T @ design, _neighbours(design).T @ design
-    last = np.outer(design[-1], design[-1])
-    r = rho[:, None, None]
-    return np.linalg.inv(gram * (1.0 + r * r) - near * r - last * (r * r))
+    return np.linalg.inv(_at_rho(design.T @ design, _neighbours(design).T @ design,
+                                 np.outer(design[-1], design[-1]), rho[:, None, None]))
 
 
 def fit_glm(data: np.ndarray, design: np.ndarray, noise_model: str = "ar1",
@@ -272,10 +277,8 @@ def fit_glm(data: np.ndarray, design: np.ndarray, noise_model: str = "ar1",
     if noise_model == "ols":
         xy, yy = sums.cross, sums.squares
     else:  # per voxel, the whitened model's X'y and y'y at its own rho (see _Sums)
-        r = sums.rho
-        xy = (sums.cross * (1.0 + r * r) - sums.near * r
-              - np.outer(design[-1], sums.last) * (r * r))
-        yy = sums.squares * (1.0 + r * r) - 2.0 * r * sums.lagged - (r * sums.last) ** 2
+        xy = _at_rho(sums.cross, sums.near, np.outer(design[-1], sums.last), sums.rho)
+        yy = _at_rho(sums.squares, 2.0 * sums.lagged, sums.last ** 2, sums.rho)
     del sums
     # theta = pinv(wX) w = pinv(wX) pinv(wX)' (wX' w): the bin's covariance times X'y, the
     # same for a rank-deficient design (pinv(A) pinv(A)' A' = pinv(A)).
@@ -290,8 +293,9 @@ def fit_glm(data: np.ndarray, design: np.ndarray, noise_model: str = "ar1",
     # Residual sum of squares of a least-squares fit: w'w - theta' wX'w.
     residual = yy - np.einsum("cv,cv->v", theta, xy)
     # A series the design fits to rounding (a constant voxel at the mask's edge) has no
-    # residual variance to test an effect against.  nilearn divides its rounding by a floor (|z| of 0.4 to 3 on a
-    # constant series); here it has no effect: effect, variance, t and z are 0.
+    # residual variance to test an effect against.  nilearn divides its rounding by a floor
+    # (|z| of 0.4 to 3 on a constant series); here it has no effect: effect, variance, t and
+    # z are 0.
     exact = residual <= _EXACT_FIT * yy
     theta[:, exact] = 0.0
     dispersion = np.where(exact, 0.0, residual) / (n - n_columns)
