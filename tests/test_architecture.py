@@ -17,7 +17,7 @@ MAX_LINES = 400
 # The stages in the order data flows; a stage may import the ones before it, never after.
 STAGES = ["bids", "preproc", "glm", "roi", "group"]
 # Below every stage: anyone may import these.
-FOUNDATION = {"errors", "config", "derivatives", "templates", "__init__"}
+FOUNDATION = {"errors", "config", "derivatives", "templates", "arrays", "__init__"}
 
 
 def _modules() -> list[Path]:

@@ -82,3 +82,43 @@ def test_label_masks_equal_nilearns(grid, label_atlas, monkeypatch):
     for key, found in ours.items():
         assert found.mask.sum() > 20, key
         np.testing.assert_array_equal(found.mask, reference[key].mask, err_msg=str(key))
+
+
+# Finer than the 2 mm volume below: a target voxel beside the blob's edge reads it.
+FINE = _grid((0.8, 0.8, 0.8), (-60, -40, -30), shape=(70, 80, 70))
+
+
+@pytest.mark.parametrize("grid", [*sorted(GRIDS), "fine"])
+@pytest.mark.parametrize("order", [0, 1])
+def test_only_the_regions_box_is_resampled_and_nothing_else_changes(grid, order):
+    """The cropped resampling equals the full one: blobs in the volume's middle and at its
+    edge (no margin to widen into), and a volume with nothing in it; on coarser grids and on
+    a finer one.  Linear values may differ in float32's last bit (the box's coordinates are
+    its corner's plus steps, not the grid's origin's); nearest labels are the same."""
+    from nibabel.processing import resample_from_to
+
+    rng = np.random.default_rng(3)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = (-90, -126, -72)
+    target = FINE if grid == "fine" else GRIDS[grid]
+    seen = 0
+    for corner in [(40, 50, 40), (0, 30, 60), (20, 45, 45), None]:
+        volume = np.zeros((91, 109, 91), np.float32)
+        if corner is not None:
+            box = tuple(slice(c, c + 12) for c in corner)
+            volume[box] = rng.uniform(1, 100, (12, 12, 12)).astype(np.float32)
+        full = np.asarray(resample_from_to(
+            nib.Nifti1Image(volume, affine), (target.shape[:3], target.affine), order=order,
+            mode="constant", cval=0.0).dataobj)
+        cropped = base._on_grid(volume, affine, target, order)
+        assert cropped.dtype == full.dtype and cropped.shape == full.shape
+        # Every voxel the full resampling reached is in the box, and nothing outside it.
+        np.testing.assert_array_equal(cropped != 0, full != 0)
+        if order == 0:
+            np.testing.assert_array_equal(cropped, full)
+        else:
+            np.testing.assert_allclose(cropped, full, rtol=2.5e-7, atol=0)
+        seen += int((full != 0).sum())
+        if corner is None:
+            assert not cropped.any()
+    assert seen > 100

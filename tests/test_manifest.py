@@ -169,23 +169,49 @@ def test_hash_cache_rehashes_only_changed_files(tmp_path, monkeypatch):
     assert second[1] == real(files[1]) != first[1]
 
 
-def test_hash_cache_prefetch_hashes_the_unknown_files_once_in_threads(tmp_path, monkeypatch):
+def test_pending_input_digests_come_from_the_background_hashing(tmp_path, monkeypatch):
+    """A participant run starts its manifests with the inputs' digests pending; the sink
+    fills them in from the run's background hashing, each file read once, or reads them
+    itself outside a run (a sink in a cluster job)."""
     import hashlib
 
     import hermesflow.derivatives.manifest as manifest
 
-    files = [tmp_path / f"f{i}.bin" for i in range(5)]
+    bids, out = tmp_path / "bids", tmp_path / "out"
+    bids.mkdir()
+    out.mkdir()
+    files = [bids / f"f{i}_bold.nii.gz" for i in range(3)]
     for i, path in enumerate(files):
-        path.write_bytes(bytes([i]) * (3 << 20))  # several 1 MiB blocks each
-    cache = manifest.HashCache(tmp_path / "work" / "hashes.json")
-    assert cache(files[0]) == hashlib.sha256(files[0].read_bytes()).hexdigest()
+        path.write_bytes(bytes([i]) * (3 << 20))
+    truth = {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
     hashed = []
     real = manifest.file_hash
-    monkeypatch.setattr(manifest, "file_hash", lambda p: hashed.append(p) or real(p))
-    cache.prefetch([*files, files[2]], threads=2)
-    assert sorted(hashed) == [str(p) for p in files[1:]], "each unknown file once"
-    assert [cache(p) for p in files] == [hashlib.sha256(p.read_bytes()).hexdigest()
-                                         for p in files]
-    assert len(hashed) == 4, "answered from the prefetched digests"
-    cache.save()
-    assert manifest.HashCache(tmp_path / "work" / "hashes.json")(files[4]) == cache(files[4])
+    monkeypatch.setattr(manifest, "file_hash", lambda p: (
+        str(p).endswith("_bold.nii.gz") and hashed.append(str(p))) or real(p))
+    tables = [out / TABLE.replace("sub-01", f"sub-0{i}") for i in (1, 2)]
+    inputs = {tables[0]: files[:2], tables[1]: files[1:]}
+    for table, used in inputs.items():
+        start_session(manifest_path(table), inputs=used, settings="s1", bids_dir=bids,
+                      run={"start": "2026-01-01T00:00:00"}, hasher=lambda _: None)
+        assert set(json.loads(manifest_path(table).read_text())["inputs"].values()) == {None}
+        table.write_text("roi\tvalue\nmi4a\t1.5\n")
+    cache = manifest.HashCache(tmp_path / "work" / "hashes.json")
+    with manifest.InputHashes(cache, [*files, files[1]]):
+        for table in tables:
+            complete_session(manifest_path(table), {"roi_table": table})
+    assert sorted(hashed) == sorted(truth), "each input read once, by the background thread"
+    for table, used in inputs.items():
+        recorded = json.loads(manifest_path(table).read_text())["inputs"]
+        assert recorded == {str(p): truth[str(p)] for p in used}
+    # The cache was saved on the way out: a later run reads nothing again.
+    assert manifest.HashCache(tmp_path / "work" / "hashes.json")(files[0]) == truth[str(files[0])]
+    assert len(hashed) == 3
+    assert select_certified(tables, bids) == ([str(t) for t in tables], [])
+    # Outside a run (a sink in a cluster job), the sink reads the pending inputs itself.
+    hashed.clear()
+    start_session(manifest_path(tables[0]), inputs=files[:1], settings="s1", bids_dir=bids,
+                  run={"start": "2026-01-02T00:00:00"}, hasher=lambda _: None)
+    complete_session(manifest_path(tables[0]), {"roi_table": tables[0]})
+    assert hashed == [str(files[0])]
+    assert json.loads(manifest_path(tables[0]).read_text())["inputs"] == {
+        str(files[0]): truth[str(files[0])]}

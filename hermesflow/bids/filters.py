@@ -18,8 +18,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bids.layout import Query
-
 from hermesflow.errors import InputError
 
 # fMRIPrep's query names (fmriprep/config.py, ``bids_filters``).
@@ -64,6 +62,8 @@ def load_bids_filters(path: str | Path | None) -> dict[str, dict[str, Any]]:
 
 def pybids_query(filters: dict[str, dict[str, Any]], query: str = "bold") -> dict[str, Any]:
     """The ``query`` part of ``filters`` as keyword arguments of ``BIDSLayout.get``."""
+    from bids.layout import Query  # only where pybids is queried: not in the nodes
+
     converted = {}
     for key, value in filters.get(query, {}).items():
         if value is None:

@@ -12,14 +12,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from weakref import WeakKeyDictionary
 
 import pandas as pd
-from bids import BIDSLayout
-from bids.layout import BIDSLayoutIndexer
 
 from hermesflow.errors import InputError
+
+if TYPE_CHECKING:
+    from bids import BIDSLayout
 
 REQUIRED_PARTICIPANT_COLUMNS = ("participant_id", "arm", "treated")
 
@@ -100,6 +101,11 @@ def load_layout(bids_dir: str) -> BIDSLayout:
 
 def _index(root: Path) -> tuple[BIDSLayout, bool]:
     """pybids' index of ``root``, and whether every sidecar could be read."""
+    # Imported here: the nodes that read events or participants (the GLM, the lesion) do not
+    # need pybids, and a worker importing it spent 0.3 s on it.
+    from bids import BIDSLayout
+    from bids.layout import BIDSLayoutIndexer
+
     ignore: list = list(IGNORED_FOLDERS)
     try:
         return BIDSLayout(str(root), indexer=BIDSLayoutIndexer(validate=False, ignore=ignore)), True

@@ -20,6 +20,7 @@ from hermesflow.config import Config
 from hermesflow.derivatives.manifest import (
     FAILED,
     HashCache,
+    InputHashes,
     manifest_path,
     refused_table,
     select_certified,
@@ -48,23 +49,23 @@ def _manifests(config: Config, subject: str, session: str) -> list[Path]:
 
 
 def start_manifests(config: Config, good: Iterable[tuple[str, str]], problems: Iterable[str],
-                    run: Mapping) -> None:
+                    run: Mapping) -> InputHashes:
     """Write ``running`` manifests for ``good``, ``failed`` ones for refused sessions' old
-    outputs (``problems`` are the checks' lines, ``sub-X ses-Y: why``)."""
+    outputs (``problems`` are the checks' lines, ``sub-X ses-Y: why``).
+
+    Returns the hashing of the good sessions' inputs, started in the background (in session
+    order), for the run to hold open (``with``) while its sinks certify the sessions.
+    """
     ex, wf = config.execution, config.workflow
     settings = settings_hash(dataclasses.asdict(wf))
     fmriprep = wf.fmriprep_dir if wf.preproc == "existing" else None
-    hashes = HashCache(Path(ex.work_dir) / HASHES_NAME)
     inputs_of = {(subject, session): session_input_files(ex.bids_dir, subject, session,
                                                           wf.task, fmriprep)
                  for subject, session in good}
-    hashes.prefetch((f for files in inputs_of.values() for f in files),
-                    threads=ex.nprocs)
     for (subject, session), inputs in inputs_of.items():
         for path in _manifests(config, subject, session):
             start_session(path, inputs=inputs, settings=settings, bids_dir=ex.bids_dir,
-                          run=run, hasher=hashes)
-    hashes.save()
+                          run=run, hasher=lambda _: None)  # pending: the sink fills them in
     for line in problems:
         found = _PROBLEM.match(line)
         if found is None:
@@ -75,6 +76,8 @@ def start_manifests(config: Config, good: Iterable[tuple[str, str]], problems: I
                     "_manifest.json", "_roimeasures.tsv")).exists():
                 start_session(path, inputs=[], settings=settings, bids_dir=ex.bids_dir,
                               run=run, status=FAILED, reason=found["reason"])
+    return InputHashes(HashCache(Path(ex.work_dir) / HASHES_NAME),
+                       (f for files in inputs_of.values() for f in files))
 
 
 def certified_tables(config: Config, tables: list[str], atlas: str) -> list[str]:

@@ -7,6 +7,7 @@ line, the others completed); 2 for unusable input or options (nothing run).
 from __future__ import annotations
 
 import copy
+import functools
 import gc
 import logging
 import re
@@ -194,10 +195,12 @@ def _bids_app(argv: list[str]) -> int:
         LOGGER.info("participant level: inputs, settings, outputs and code unchanged since the "
                     "complete run of %s; outputs in %s", start, config.execution.output_dir)
         return 0
-    _setup_nipype_logging(config.execution.verbose)
     from hermesflow.cli.workers import participant_workers
 
-    with participant_workers(config):  # the workers' imports, on the core idle while we check
+    # The server forks before this process imports Nipype, and imports it on the other core.
+    quiet_nipype = functools.partial(_setup_nipype_logging, config.execution.verbose)
+    with participant_workers(config, setup=quiet_nipype):
+        quiet_nipype()
         checked = set_atlases(config)
         check_selection(config)
         _check_paths(config)
@@ -316,11 +319,11 @@ def run_participant_level(config: Config, as_given: Config | None = None) -> int
     with output_lock(ex.output_dir, level="participant", participants=ex.participant_label,
                      work_dir=ex.work_dir) as run:
         _prepare_outputs(config)
-        start_manifests(config, good, problems, run)
         LOGGER.info("participant level: %d session(s) of %d participant(s)", len(good),
                     len({s for s, _ in good}))
         start = time.monotonic()
-        failures = _run_workflow(init_hermesflow_wf(config, pairs=good), config)
+        with start_manifests(config, good, problems, run):  # inputs hashed meanwhile
+            failures = _run_workflow(init_hermesflow_wf(config, pairs=good), config)
         for failure in failures:
             LOGGER.error(failure)
         write_index_page(ex.output_dir)

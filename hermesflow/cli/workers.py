@@ -1,12 +1,13 @@
 """The workers' fork server: it imports what the nodes need while the main process checks the
 inputs, and every MultiProc worker is forked from it.
 
-A participant-level run spends its first two seconds in the main process alone (atlases, the
-pybids index, the input checks, the manifests' digests, Nipype's graph) while the other core
+A participant-level run spends its first two seconds in the main process alone (Nipype's
+import, atlases, the pybids index, the input checks, Nipype's graph) while the other core
 idles; each worker then spent its first nodes importing nilearn's GLM, confounds and plotting
 (sklearn, matplotlib: about a second of CPU per worker) and preparing the atlas.  Here one
-process, forked from the main process as soon as the run is known to go ahead, does that work
-on the idle core; the workers fork from it, so they start with it done.  Measured on 2 cores
+process, forked from the main process as soon as the run is known to go ahead (before the main
+process imports Nipype: the server imports it too, on the other core), does that work; the
+workers fork from it, so they start with it done.  Measured on 2 cores
 (2 mm, fresh work dirs, interleaved with the server off): 6 participants 15.41 -> 15.01 s
 (means of 6 pairs), 12 participants 28.41 -> 27.75 s (2 pairs); a worker's first GLM node
 1.3-1.4 -> 0.85-0.9 s, its first session figures 1.0 -> 0.75 s.  Only a first run starts it:
@@ -47,7 +48,6 @@ PRELOADED = ("scipy.ndimage", "PIL.Image", "PIL.PngImagePlugin")
 # nilearn's plotting and matplotlib.
 WORKER_MODULES = (
     "hermesflow.cli.scheduler",
-    "hermesflow.interfaces.bids",
     "hermesflow.interfaces.glm",
     "hermesflow.interfaces.lesion",
     "hermesflow.interfaces.qc",
@@ -188,16 +188,24 @@ def worker_server(wanted: bool, prepare: Callable[[], None] | None = None) -> It
 
 
 @contextmanager
-def participant_workers(config) -> Iterator[None]:
+def participant_workers(config, setup: Callable[[], None] | None = None) -> Iterator[None]:
     """The server for a participant-level run of ``config`` (a :class:`~hermesflow.config.
     Config`), preparing its atlases: with MultiProc on more than one process, in a work dir
     without a graph yet.  A work dir with one most likely holds the GLMs (an atlas re-run),
-    and its first workers would wait for imports their nodes do not need."""
+    and its first workers would wait for imports their nodes do not need.
+
+    ``setup`` runs in the server before the atlases: what the main process sets up after the
+    server forked (Nipype's logging), for the workers to inherit.
+    """
     from hermesflow.cli.selection import prepare_atlases
     from hermesflow.workflows import PARTICIPANT_WF
 
+    def prepare() -> None:
+        if setup is not None:
+            setup()
+        prepare_atlases(config)
+
     ex = config.execution
     fresh = not (Path(ex.work_dir) / PARTICIPANT_WF).is_dir()
-    with worker_server(ex.plugin == "MultiProc" and ex.nprocs > 1 and fresh,
-                       prepare=lambda: prepare_atlases(config)):
+    with worker_server(ex.plugin == "MultiProc" and ex.nprocs > 1 and fresh, prepare=prepare):
         yield

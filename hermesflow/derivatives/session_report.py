@@ -19,6 +19,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from hermesflow.arrays import nonzero_box
 from hermesflow.derivatives import slices
 from hermesflow.derivatives.html import (
     PALETTE,
@@ -29,7 +30,7 @@ from hermesflow.derivatives.html import (
     pyplot,
     table,
 )
-from hermesflow.derivatives.writing import mean_volume, read_map, write_text
+from hermesflow.derivatives.writing import mean_volume, read_map, read_whole, write_text
 
 LOGGER = logging.getLogger("hermesflow")
 Z_THRESHOLD = 3.1
@@ -160,14 +161,12 @@ def template_brain(template: str) -> nib.Nifti1Image:
     Its outline, not every gyrus, is what the registration figure draws: a shifted or scaled
     BOLD shows at the brain's border.  Every session a worker draws shares the one copy.
     """
-    image = nib.load(template)
+    image = read_whole(template)
     brain = np.asarray(image.dataobj) > 0
-    corner = np.maximum(np.argwhere(brain).min(axis=0) - 2, 0)
-    end = np.argwhere(brain).max(axis=0) + 3
-    cropped = brain[corner[0]:end[0], corner[1]:end[1], corner[2]:end[2]]
+    box = nonzero_box(brain, margin=2) or tuple(slice(0, n) for n in brain.shape)
     affine = image.affine.copy()
-    affine[:3, 3] = nib.affines.apply_affine(image.affine, corner)
-    return nib.Nifti1Image(cropped.astype(np.uint8), affine)
+    affine[:3, 3] = nib.affines.apply_affine(image.affine, [part.start for part in box])
+    return nib.Nifti1Image(brain[box].astype(np.uint8), affine)
 
 
 def roi_centroids(roi_masks: dict[tuple[str, str], np.ndarray],

@@ -18,6 +18,7 @@ from nilearn.glm.first_level import compute_regressor
 from nilearn.image import resample_img
 from scipy import ndimage, signal
 
+from hermesflow.arrays import nonzero_box
 from hermesflow.derivatives import writing
 from hermesflow.roi.atlases import load_atlas, roi_masks, template_path
 
@@ -68,12 +69,10 @@ def make_grid(voxel_size: float, atlas: str = "juelich", threshold: float = 25.0
     t1w_data = np.clip(np.asarray(t1w.dataobj, dtype=np.float32), 0, None)
     brain = t1w_data > 0.15 * t1w_data.max()
     # Crop to the brain plus a margin for head motion: a third fewer voxels to simulate.
-    lo = np.maximum(np.argwhere(brain).min(axis=0) - 2, 0)
-    hi = np.minimum(np.argwhere(brain).max(axis=0) + 3, shape)
-    crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    crop = nonzero_box(brain, margin=2)
     t1w_data, brain = t1w_data[crop], brain[crop]
     shape = tuple(int(n) for n in brain.shape)
-    affine[:3, 3] = nib.affines.apply_affine(affine, lo)
+    affine[:3, 3] = nib.affines.apply_affine(affine, [part.start for part in crop])
     brain = ndimage.binary_fill_holes(ndimage.binary_opening(brain))
     grid = TemplateGrid(affine, shape, t1w_data, brain, {})
     grid.rois = roi_masks(load_atlas(atlas), grid.image(brain, np.uint8), threshold)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 
+from hermesflow.arrays import nonzero_box
+
 SIDES = ("L", "R")
 
 
@@ -184,12 +186,49 @@ def _on_grid(volume: np.ndarray, affine: np.ndarray, target: nib.Nifti1Image,
     """One 3D volume of the atlas resampled to the grid of ``target`` (zero outside the
     atlas's field of view): nibabel's ``resample_from_to``, the same ``scipy.ndimage`` call
     nilearn's ``resample_to_img`` makes, without importing nilearn into a worker that needs
-    nothing else of it (half a second per worker, most of an atlas re-run's first node)."""
+    nothing else of it (half a second per worker, most of an atlas re-run's first node).
+
+    Only the box of the target grid that can receive a nonzero value is resampled: the box
+    of the volume's nonzero voxels, widened by the voxel that linear interpolation reads
+    beside them, mapped onto the target grid.  Every other target voxel would read zeros (or
+    fall outside the atlas), so it stays zero; a region of a probabilistic atlas covers a few
+    percent of the grid (Juelich's four motor maps on a 2 mm grid: 0.26 -> 0.2 s in a fresh
+    process, the rest being the first touches of its memory).  The box's coordinates start at
+    its corner, so a linear value may differ from the whole grid's in float32's last bit.
+    """
     from nibabel.processing import resample_from_to
 
-    moved = resample_from_to(nib.Nifti1Image(volume, affine), (target.shape[:3], target.affine),
-                             order=order, mode="constant", cval=0.0)
-    return np.asarray(moved.dataobj)
+    box = _target_box(nonzero_box(volume, margin=1), affine, target)
+    if box is None:
+        return np.zeros(target.shape[:3], volume.dtype)
+    corner = nib.affines.apply_affine(target.affine, [part.start for part in box])
+    sub_affine = target.affine.copy()
+    sub_affine[:3, 3] = corner
+    shape = tuple(part.stop - part.start for part in box)
+    moved = np.asarray(resample_from_to(nib.Nifti1Image(volume, affine), (shape, sub_affine),
+                                        order=order, mode="constant", cval=0.0).dataobj)
+    found = np.zeros(target.shape[:3], moved.dtype)
+    found[box] = moved
+    return found
+
+
+def _target_box(box: tuple[slice, ...] | None, affine: np.ndarray,
+                target: nib.Nifti1Image) -> tuple[slice, ...] | None:
+    """The box of ``target``'s grid whose voxels map into ``box`` of a volume with
+    ``affine`` (a voxel more on each side for rounding); None if none do."""
+    if box is None:
+        return None
+    ends = [(part.start, part.stop - 1) for part in box]
+    corners = np.array([[ends[0][i], ends[1][j], ends[2][k]]
+                        for i in (0, 1) for j in (0, 1) for k in (0, 1)], np.float64)
+    to_target = np.linalg.inv(target.affine) @ affine
+    mapped = nib.affines.apply_affine(to_target, corners)
+    low = np.maximum(np.floor(mapped.min(axis=0)).astype(int) - 1, 0)
+    high = np.minimum(np.ceil(mapped.max(axis=0)).astype(int) + 1,
+                      np.array(target.shape[:3]) - 1)
+    if np.any(low > high):
+        return None
+    return tuple(slice(int(a), int(b) + 1) for a, b in zip(low, high, strict=True))
 
 
 def _resampled_maps(atlas: Atlas, target: nib.Nifti1Image,

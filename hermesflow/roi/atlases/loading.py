@@ -185,6 +185,6 @@ def prepare(atlas: Atlas, rois: list[str] | tuple[str, ...] | None = None,
     if not regions:
         raise InputError(atlas.source, f"no region chosen (the atlas has: "
                          f"{listing(atlas.regions)})", "choose regions with --rois")
-    image = nib.Nifti1Image(data.astype(np.float32), atlas.image.affine)
+    image = nib.Nifti1Image(data.astype(np.float32, copy=False), atlas.image.affine)
     return dataclasses.replace(atlas, image=image, regions=tuple(regions), prepared=True,
                                values="0-1" if fractions else "percent")
