@@ -196,6 +196,7 @@ def test_pending_input_digests_come_from_the_background_hashing(tmp_path, monkey
         assert set(json.loads(manifest_path(table).read_text())["inputs"].values()) == {None}
         table.write_text("roi\tvalue\nmi4a\t1.5\n")
     cache = manifest.HashCache(tmp_path / "work" / "hashes.json")
+    assert cache.known(files[0]) is None
     with manifest.InputHashes(cache, [*files, files[1]]):
         for table in tables:
             complete_session(manifest_path(table), {"roi_table": table})
@@ -203,8 +204,10 @@ def test_pending_input_digests_come_from_the_background_hashing(tmp_path, monkey
     for table, used in inputs.items():
         recorded = json.loads(manifest_path(table).read_text())["inputs"]
         assert recorded == {str(p): truth[str(p)] for p in used}
-    # The cache was saved on the way out: a later run reads nothing again.
-    assert manifest.HashCache(tmp_path / "work" / "hashes.json")(files[0]) == truth[str(files[0])]
+    # The cache was saved on the way out: a later run knows the digests without reading.
+    later = manifest.HashCache(tmp_path / "work" / "hashes.json")
+    assert [later.known(p) for p in files] == [truth[str(p)] for p in files]
+    assert later(files[0]) == truth[str(files[0])]
     assert len(hashed) == 3
     assert select_certified(tables, bids) == ([str(t) for t in tables], [])
     # Outside a run (a sink in a cluster job), the sink reads the pending inputs itself.
@@ -215,3 +218,5 @@ def test_pending_input_digests_come_from_the_background_hashing(tmp_path, monkey
     assert hashed == [str(files[0])]
     assert json.loads(manifest_path(tables[0]).read_text())["inputs"] == {
         str(files[0]): truth[str(files[0])]}
+    files[2].write_bytes(b"edited")
+    assert later.known(files[2]) is None, "a changed file is not known"

@@ -54,7 +54,9 @@ def start_manifests(config: Config, good: Iterable[tuple[str, str]], problems: I
     outputs (``problems`` are the checks' lines, ``sub-X ses-Y: why``).
 
     Returns the hashing of the good sessions' inputs, started in the background (in session
-    order), for the run to hold open (``with``) while its sinks certify the sessions.
+    order), for the run to hold open (``with``) while its sinks certify the sessions.  Inputs
+    unchanged since a run in this work folder hashed them (an atlas re-run) have their digest
+    in the manifest at once.
     """
     ex, wf = config.execution, config.workflow
     settings = settings_hash(dataclasses.asdict(wf))
@@ -62,10 +64,12 @@ def start_manifests(config: Config, good: Iterable[tuple[str, str]], problems: I
     inputs_of = {(subject, session): session_input_files(ex.bids_dir, subject, session,
                                                           wf.task, fmriprep)
                  for subject, session in good}
+    cache = HashCache(Path(ex.work_dir) / HASHES_NAME)
     for (subject, session), inputs in inputs_of.items():
         for path in _manifests(config, subject, session):
+            # None (not known yet): pending, the sink fills it in.
             start_session(path, inputs=inputs, settings=settings, bids_dir=ex.bids_dir,
-                          run=run, hasher=lambda _: None)  # pending: the sink fills them in
+                          run=run, hasher=cache.known)
     for line in problems:
         found = _PROBLEM.match(line)
         if found is None:
@@ -76,8 +80,8 @@ def start_manifests(config: Config, good: Iterable[tuple[str, str]], problems: I
                     "_manifest.json", "_roimeasures.tsv")).exists():
                 start_session(path, inputs=[], settings=settings, bids_dir=ex.bids_dir,
                               run=run, status=FAILED, reason=found["reason"])
-    return InputHashes(HashCache(Path(ex.work_dir) / HASHES_NAME),
-                       (f for files in inputs_of.values() for f in files))
+    return InputHashes(cache, (f for files in inputs_of.values() for f in files
+                               if cache.known(f) is None))
 
 
 def certified_tables(config: Config, tables: list[str], atlas: str) -> list[str]:

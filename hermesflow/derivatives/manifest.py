@@ -74,6 +74,10 @@ class HashCache:
         known = self._known.get(key)
         return key, stamp, (known[3] if known is not None and known[:3] == stamp else None)
 
+    def known(self, file: str | Path) -> str | None:
+        """The file's digest if its stamp is the one remembered, else None (nothing read)."""
+        return self._stamp(file)[2]
+
     def __call__(self, file: str | Path) -> str:
         key, stamp, digest = self._stamp(file)
         if digest is None:
