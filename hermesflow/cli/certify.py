@@ -80,8 +80,8 @@ def start_manifests(config: Config, good: Iterable[tuple[str, str]], problems: I
                     "_manifest.json", "_roimeasures.tsv")).exists():
                 start_session(path, inputs=[], settings=settings, bids_dir=ex.bids_dir,
                               run=run, status=FAILED, reason=found["reason"])
-    return InputHashes(cache, (f for files in inputs_of.values() for f in files
-                               if cache.known(f) is None))
+    pending = [f for files in inputs_of.values() for f in files if cache.known(f) is None]
+    return InputHashes(cache, pending)
 
 
 def certified_tables(config: Config, tables: list[str], atlas: str) -> list[str]:

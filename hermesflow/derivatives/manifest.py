@@ -3,13 +3,12 @@
 A participant run writes each session's manifest when it starts (status ``running``: the
 inputs, the hash of the settings that shape the outputs, the dataset, the run) and hashes the
 inputs in the background; the session sink completes it last (the inputs' and the outputs'
-hashes, status ``complete``), atomically.  A
-session excluded by the up-front checks gets status ``failed``.  The group level reads only
-tables whose manifest is complete, whose files still have the hashes certified, whose inputs
-are still those of BIDS_DIR, and whose settings are those of the latest participant run; any
-other table is refused with its reason (:func:`select_certified`), so a table cut mid-number,
-the old table of a session whose rerun failed, or one copied from another trial never enters
-a model.
+hashes, status ``complete``), atomically.  A session excluded by the up-front checks gets
+status ``failed``.  The group level reads only tables whose manifest is complete, whose files
+still have the hashes certified, whose inputs are still those of BIDS_DIR, and whose settings
+are those of the latest participant run; any other table is refused with its reason
+(:func:`select_certified`), so a table cut mid-number, the old table of a session whose rerun
+failed, or one copied from another trial never enters a model.
 """
 
 from __future__ import annotations
