@@ -24,7 +24,7 @@ memory share of one worker (``--mem-gb / --nprocs``, <= 1.0).
 
 Reported without a goal: time per participant at 4 mm, slowest / fastest.  Each run's cost is
 split into a fixed part F (start-up, imports, the atlas check, pybids' index, each worker's
-first imports; about 3 s) and a part c per participant (T = F + c n).  At 4 mm c is under a
+first node; 2.1-2.3 s) and a part c per participant (T = F + c n).  At 4 mm c is under a
 second, so the mean per participant falls with n as F is shared out: it would be flat within
 15 % only with F <= 1.26 c, less than the interpreter's start-up and imports on two cores.
 
