@@ -56,6 +56,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from hermesflow.arrays import nonzero_box
 from hermesflow.derivatives.writing import write_json, write_tsv
 from hermesflow.roi.atlases import load_atlas
 
@@ -74,11 +75,9 @@ def _smoothed_atlas(atlas: str, fwhm_mm: float) -> tuple[tuple[Key, ...], np.nda
     sigma = fwhm_mm / FWHM_PER_SIGMA / voxel_mm
     # Crop to the areas plus four sigmas (and a voxel for the interpolation): the smoothing of
     # a 1 mm brain costs seconds, of the motor strip a fraction of one.
-    found = np.argwhere(data.max(axis=-1) > 0)
-    margin = np.ceil(4 * sigma).astype(int) + 1
-    lo = np.maximum(found.min(axis=0) - margin, 0)
-    hi = np.minimum(found.max(axis=0) + margin + 1, data.shape[:3])
-    data = data[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    box = nonzero_box(data.max(axis=-1) > 0, margin=np.ceil(4 * sigma).astype(int) + 1)
+    data = data[box]
+    lo = np.array([part.start for part in box])
     if fwhm_mm > 0:
         data = np.stack([ndimage.gaussian_filter(data[..., n], sigma, mode="constant")
                          for n in range(data.shape[-1])], axis=-1)

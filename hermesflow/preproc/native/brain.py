@@ -25,6 +25,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from hermesflow.arrays import nonzero_box
 from hermesflow.derivatives.writing import write_nifti
 from hermesflow.errors import InputError
 from hermesflow.preproc.native.registration import lesion_free_mask, register
@@ -106,12 +107,9 @@ def refine_mask(image: np.ndarray, carried: np.ndarray, lesion: np.ndarray,
     # (with room for the band and the closing) -- at 1 mm a fifth of the head's grid, so a
     # fifth of the memory and time.  The result is the same voxel for voxel.
     found = np.zeros(carried.shape, bool)
-    corner = np.argwhere(carried)
-    if not len(corner):
+    box = nonzero_box(carried, margin=radius + 2)
+    if box is None:
         return found
-    low = np.maximum(corner.min(axis=0) - radius - 2, 0)
-    high = np.minimum(corner.max(axis=0) + radius + 3, carried.shape)
-    box = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
     found[box] = _refine(image[box], carried[box], lesion[box], radius)
     return found
 
